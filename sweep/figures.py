@@ -1,0 +1,395 @@
+"""Drawing for ``sweep map``: panel grids, phase and breakdown panels, spectra and curves.
+
+Pure drawing. Every number arrives as an xarray object prepared by :mod:`sweep.maps`; nothing here
+computes a threshold or an error. Figures are built with :class:`matplotlib.figure.Figure` and
+saved through the Agg canvas, so importing this module never switches a notebook's backend and
+never needs a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+__all__ = [
+    "CATEGORY_STYLE",
+    "AxisScale",
+    "axis_label",
+    "axis_scale",
+    "breakdown_figure",
+    "curves_figure",
+    "phase_figure",
+    "spectrum_figure",
+]
+
+_PANEL_W, _PANEL_H, _DPI = 3.1, 2.5, 110
+
+_LABELS: dict[str, str] = {
+    "spike": r"spike strength $\theta$",
+    "width_ratio": r"width ratio $d_\ell/n$",
+    "input_ratio": r"input ratio $d_0/n$",
+    "n": r"sample size $n$",
+    "layer": r"layer $\ell$",
+    "lr": r"learning rate $\eta_0$",
+    "eta": r"learning rate $\eta=\sum_t\eta_t$",
+    "steps": r"gradient steps $T$",
+    "lr_scaling": r"lr exponent $a$ ($\eta=\eta_0 N^a$)",
+    "N": r"network width $N$",
+    "noise": r"label noise $\sigma_\varepsilon$",
+    "test_ratio": r"test ratio $\tilde n/n$",
+    "activation": "activation",
+    "teacher": r"teacher $\sigma_*$",
+    "input": "input model",
+}
+
+# Categories of a breakdown cell (sweep.maps.breakdown_error): drawn as grey/hatched patches, never
+# on the error colour scale, because "the theory says nothing here" is not "the theory is wrong".
+CATEGORY_STYLE: dict[int, tuple[str, str, str]] = {
+    1: ("theory not valid (activation)", "0.78", "//"),
+    2: ("spike absorbed (no outlier predicted)", "0.92", ".."),
+    3: ("not run / no value", "white", "xx"),
+}
+
+
+def axis_label(name: str, attrs: Mapping[str, Any] | None = None) -> str:
+    """Readable label with units for a coordinate name (cube attrs fill in unknown names)."""
+    attrs = attrs or {}
+    base = _LABELS.get(name) or str(attrs.get("long_name") or name)
+    units = str(attrs.get("units", "") or "")
+    return f"{base} [{units}]" if units and units not in ("1", "dimensionless") else base
+
+
+@dataclass(frozen=True)
+class AxisScale:
+    """How one coordinate is laid out on a plot axis.
+
+    Numeric coordinates sit at their values; cell edges are midpoints between neighbours, taken
+    in log space when the grid is geometric (then the axis is logarithmic too). String
+    coordinates sit at 0, 1, ... with their labels as ticks.
+    """
+
+    name: str
+    values: np.ndarray
+    positions: np.ndarray
+    edges: np.ndarray
+    log: bool
+    categorical: bool
+
+    def position(self, value: Any) -> float:
+        """Plot position of a coordinate value."""
+        if self.categorical:
+            return float(list(self.values).index(value))
+        return float(value)
+
+
+def is_geometric(values: np.ndarray) -> bool:
+    """True for a positive, increasing grid of 3+ points with (nearly) constant ratio > 1.2."""
+    v = np.asarray(values)
+    if v.dtype.kind not in "iuf" or v.size < 3 or np.any(v <= 0):
+        return False
+    r = v[1:] / v[:-1]
+    return bool(np.all(r > 1.2) and r.max() / r.min() < 1.05)
+
+
+def axis_scale(coord: xr.DataArray) -> AxisScale:
+    """Layout of ``coord`` (a 1-D coordinate) on a plot axis."""
+    values = np.asarray(coord.values)
+    name = str(coord.name)
+    if values.dtype.kind not in "iuf":
+        pos = np.arange(values.size, dtype=float)
+        return AxisScale(name, values, pos, np.arange(values.size + 1) - 0.5, False, True)
+    pos = values.astype(float)
+    log = is_geometric(pos)
+    t = np.log(pos) if log else pos
+    if t.size == 1:
+        half = 0.5 if not log else np.log(1.5)
+        e = np.array([t[0] - half, t[0] + half])
+    else:
+        mid = (t[1:] + t[:-1]) / 2
+        e = np.concatenate([[t[0] - (mid[0] - t[0])], mid, [t[-1] + (t[-1] - mid[-1])]])
+    return AxisScale(name, values, pos, np.exp(e) if log else e, log, False)
+
+
+def _apply_scale(ax: Axes, sc: AxisScale, which: str, attrs: Mapping[str, Any]) -> None:
+    set_label = ax.set_xlabel if which == "x" else ax.set_ylabel
+    set_label(axis_label(sc.name, attrs))
+    if sc.log:
+        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    if sc.categorical:
+        ticks = ax.set_xticks if which == "x" else ax.set_yticks
+        ticks(sc.positions, [str(v) for v in sc.values])
+    elif sc.name == "layer":
+        (ax.set_xticks if which == "x" else ax.set_yticks)(sc.positions)
+    lim = ax.set_xlim if which == "x" else ax.set_ylim
+    lim(sc.edges[0], sc.edges[-1])
+
+
+def _grid(nrows: int, ncols: int, extra_w: float = 1.2) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(_PANEL_W * ncols + extra_w, _PANEL_H * nrows + 0.9), dpi=_DPI)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _facet_values(da: xr.DataArray | xr.Dataset, dim: str | None) -> list[Any]:
+    return [None] if dim is None else list(da[dim].values)
+
+
+def _panel_sel(row: str | None, rv: Any, col: str | None, cv: Any) -> dict[str, Any]:
+    return {k: v for k, v in ((row, rv), (col, cv)) if k is not None}
+
+
+def _panel_title(sel: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in sel.items():
+        parts.append(rf"$\ell$ = {v}" if k == "layer" else f"{k} = {v}")
+    return ", ".join(parts)
+
+
+def _hatch_cells(ax: Axes, mask: np.ndarray, xs: AxisScale, ys: AxisScale, face: str,
+                 hatch: str) -> None:
+    """Hatched rectangles over the (y, x) cells where ``mask`` is true, aligned to cell edges."""
+    rects = [
+        Rectangle((xs.edges[j], ys.edges[i]), xs.edges[j + 1] - xs.edges[j],
+                  ys.edges[i + 1] - ys.edges[i])
+        for i, j in zip(*np.nonzero(mask), strict=True)
+    ]
+    if rects:
+        ax.add_collection(PatchCollection(rects, facecolor=face, edgecolor="0.35", hatch=hatch,
+                                          linewidth=0.0, zorder=2))
+
+
+def _save(fig: Figure, path: Path, title: str) -> Path:
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    return path
+
+
+def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str | None, *,
+                 invalid: xr.DataArray, theory: xr.DataArray | None,
+                 empirical: xr.Dataset | None, along: str | None, attrs: Mapping[str, Any],
+                 title: str, path: Path) -> Path:
+    """Detection probability over (y, x) per facet, theory threshold curve, empirical thresholds.
+
+    ``theory`` is the critical value along ``along`` (x or y) as a function of the other plot
+    axis; ``empirical`` holds ``threshold``, ``threshold_err``, ``threshold_status`` likewise.
+    Cells where the theory is not valid are hatched (the detector itself is theory-free).
+    """
+    rows, cols = _facet_values(prob, row), _facet_values(prob, col)
+    fig, axes = _grid(len(rows), len(cols))
+    xs, ys = axis_scale(prob[x]), axis_scale(prob[y])
+    norm = Normalize(0.0, 1.0)
+    mesh = None
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            ax, sel = axes[i, j], _panel_sel(row, rv, col, cv)
+            p = prob.sel(sel).transpose(y, x).values
+            mesh = ax.pcolormesh(xs.edges, ys.edges, np.ma.masked_invalid(p), cmap="viridis",
+                                 norm=norm, shading="flat")
+            bad = invalid.sel(sel).transpose(y, x).values.astype(bool)
+            _hatch_cells(ax, bad, xs, ys, "none", "//")
+            if theory is not None and along is not None:
+                _threshold_curve(ax, theory.sel(sel), along, x, y, xs, ys)
+            if empirical is not None and along is not None:
+                _threshold_points(ax, empirical.sel(sel), along, x, y, xs, ys)
+            _apply_scale(ax, xs, "x", prob[x].attrs)
+            _apply_scale(ax, ys, "y", prob[y].attrs)
+            ax.set_title(_panel_title(sel) + (" (theory not valid)" if bad.all() else ""),
+                         fontsize=9)
+    handles = [Line2D([], [], color="tab:red", marker="o", ms=3, label=r"theory $\theta_c$"),
+               Line2D([], [], color="white", mec="black", marker="D", ls="", ms=5,
+                      label=r"empirical $P=1/2$ ($\pm$ err)"),
+               Patch(facecolor="none", edgecolor="0.35", hatch="//", label="theory not valid")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8,
+               bbox_to_anchor=(0.5, -0.02 - 0.06 / len(rows)))
+    cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02)
+    cbar.set_label("detection probability (separated outlier)")
+    return _save(fig, path, title)
+
+
+def _threshold_curve(ax: Axes, th: xr.DataArray, along: str, x: str, y: str, xs: AxisScale,
+                     ys: AxisScale) -> None:
+    other = y if along == x else x
+    vals = th.transpose(other).values.astype(float)
+    opos = (ys if along == x else xs).positions
+    ok = np.isfinite(vals)
+    if not ok.any():
+        return
+    px, py = (vals[ok], opos[ok]) if along == x else (opos[ok], vals[ok])
+    ax.plot(px, py, "-o", color="tab:red", ms=3, lw=1.6, zorder=4)
+
+
+def _threshold_points(ax: Axes, emp: xr.Dataset, along: str, x: str, y: str, xs: AxisScale,
+                      ys: AxisScale) -> None:
+    other = y if along == x else x
+    t = emp["threshold"].transpose(other).values
+    e = emp["threshold_err"].transpose(other).values
+    st = emp["threshold_status"].transpose(other).values
+    opos = (ys if along == x else xs).positions
+    lo, hi = ((xs if along == x else ys).edges[[0, -1]])
+    ok = np.isfinite(t)
+    if along == x:
+        ax.errorbar(t[ok], opos[ok], xerr=e[ok], fmt="D", ms=4, mfc="white", mec="black",
+                    ecolor="white", elinewidth=1.2, capsize=2, zorder=5)
+    else:
+        ax.errorbar(opos[ok], t[ok], yerr=e[ok], fmt="D", ms=4, mfc="white", mec="black",
+                    ecolor="white", elinewidth=1.2, capsize=2, zorder=5)
+    # Thresholds off the grid: an arrowhead at the edge it lies beyond.
+    for flag, edge, mk in ((-1, lo, "<" if along == x else "v"), (1, hi, ">" if along == x else "^")):
+        sel = st == flag
+        if sel.any():
+            pts = (np.full(sel.sum(), edge), opos[sel])
+            ax.plot(*(pts if along == x else pts[::-1]), ls="", marker=mk, color="white",
+                    mec="black", ms=6, zorder=5, clip_on=False)
+
+
+def breakdown_figure(err: xr.DataArray, category: xr.DataArray, x: str, y: str,
+                     row: str | None, col: str | None, *, tol: float,
+                     boundary: xr.DataArray | None, metric_label: str,
+                     attrs: Mapping[str, Any], title: str, path: Path) -> Path:
+    """Error over (y, x) per facet on a log scale centred at ``tol``, contour err = tol.
+
+    Colours run green (agreement) through yellow (err = tol) to red; cells where the theory is
+    not valid, the spike is absorbed, or nothing ran are grey/hatched patches, not colours.
+    ``boundary`` (the monotone-fit crossing along x, one per y) is drawn as black bars.
+    """
+    rows, cols = _facet_values(err, row), _facet_values(err, col)
+    fig, axes = _grid(len(rows), len(cols))
+    xs, ys = axis_scale(err[x]), axis_scale(err[y])
+    norm = LogNorm(tol / 10.0, tol * 10.0)
+    mesh = None
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            ax, sel = axes[i, j], _panel_sel(row, rv, col, cv)
+            e = err.sel(sel).transpose(y, x).values.astype(float)
+            cat = category.sel(sel).transpose(y, x).values
+            shown = np.ma.masked_invalid(np.clip(e, tol / 100.0, None))
+            mesh = ax.pcolormesh(xs.edges, ys.edges, shown, cmap="RdYlGn_r", norm=norm,
+                                 shading="flat")
+            for code, (_, face, hatch) in CATEGORY_STYLE.items():
+                _hatch_cells(ax, cat == code, xs, ys, face, hatch)
+            finite = np.isfinite(e)
+            if finite.sum() >= 4 and xs.values.size > 1 and ys.values.size > 1:
+                if np.nanmin(e) < tol < np.nanmax(e):
+                    ax.contour(xs.positions, ys.positions, np.ma.masked_invalid(e), levels=[tol],
+                               colors="black", linewidths=1.5, zorder=4)
+            if boundary is not None and not xs.categorical:
+                b = boundary.sel(sel).transpose(y).values.astype(float)
+                ok = np.isfinite(b)
+                ax.plot(b[ok], ys.positions[ok], ls="", marker="|", ms=12, mew=2.5,
+                        color="black", zorder=5)
+            _apply_scale(ax, xs, "x", err[x].attrs)
+            _apply_scale(ax, ys, "y", err[y].attrs)
+            ax.set_title(_panel_title(sel), fontsize=9)
+    handles = [Line2D([], [], color="black", lw=1.5, label=f"error = tol ({tol:g})"),
+               Line2D([], [], color="black", marker="|", ls="", ms=10, mew=2.5,
+                      label="boundary (monotone fit)")]
+    handles += [Patch(facecolor=f, edgecolor="0.35", hatch=h, label=lab)
+                for lab, f, h in CATEGORY_STYLE.values()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8,
+               bbox_to_anchor=(0.5, -0.04 - 0.08 / len(rows)))
+    cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02, extend="both")
+    cbar.set_label(metric_label)
+    cbar.ax.axhline(tol, color="black", lw=1.5)
+    return _save(fig, path, title)
+
+
+def spectrum_figure(data: xr.Dataset, row: str | None, *, density: xr.DataArray | None,
+                    title: str, path: Path) -> Path:
+    """Replicate-mean spectrum histogram per layer with theory bulk edge, density and spikes.
+
+    ``data`` holds ``hist`` (layer, bin) with ``bin_lo``/``bin_hi``, ``theory_edge`` (layer),
+    ``theory_spike`` (layer, signal), ``edge_emp`` (layer), ``spike_emp`` (layer, signal);
+    ``density`` (layer, x_density) when a theory density is available.
+    """
+    rows, layers = _facet_values(data, row), list(data["layer"].values)
+    fig, axes = _grid(len(rows), len(layers), extra_w=0.2)
+    for i, rv in enumerate(rows):
+        for j, layer in enumerate(layers):
+            ax = axes[i, j]
+            sel = _panel_sel(row, rv, None, None)
+            d = data.sel(sel).sel(layer=layer)
+            lo, hi = d["bin_lo"].values, d["bin_hi"].values
+            ax.stairs(d["hist"].values, np.concatenate([lo, hi[-1:]]), fill=True, color="C0",
+                      alpha=0.45, label="simulation (replicate mean)")
+            if density is not None:
+                dd = density.sel(sel).sel(layer=layer)
+                ax.plot(dd["x_density"].values, dd.values, color="black", lw=1.2,
+                        label="theory bulk density")
+            ax.axvline(float(d["theory_edge"]), color="black", ls="--", lw=1,
+                       label=r"theory edge $E_\ell$")
+            ax.axvline(float(d["edge_emp"]), color="C0", ls=":", lw=1.2, label="empirical edge")
+            for s in np.atleast_1d(d["theory_spike"].values):
+                if np.isfinite(s):
+                    ax.axvline(s, color="tab:red", lw=1.4, label=r"theory spike $\lambda_\ell$")
+            emp = np.atleast_1d(d["spike_emp"].values)
+            emp = emp[np.isfinite(emp)]
+            ax.plot(emp, np.zeros_like(emp), ls="", marker="^", color="tab:red", ms=7,
+                    clip_on=False, zorder=5, label="matched eigenvalue (mean)")
+            ax.set_xlabel(r"eigenvalue of $K_\ell$")
+            ax.set_ylabel("density" if j == 0 else "")
+            ax.set_ylim(bottom=0)
+            ax.set_title(_panel_title({**sel, "layer": layer}), fontsize=9)
+    _dedup_legend(fig, axes[0, 0])
+    return _save(fig, path, title)
+
+
+def _dedup_legend(fig: Figure, ax: Axes) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    seen: dict[str, Any] = {}
+    for h, lab in zip(handles, labels, strict=True):
+        seen.setdefault(lab, h)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 3),
+               fontsize=8, bbox_to_anchor=(0.5, -0.08))
+
+
+def curves_figure(mean: xr.DataArray, spread: xr.DataArray, theories: Sequence[xr.DataArray],
+                  x: xr.DataArray, xname: str, hue: str, col: str | None, *, ylabel: str,
+                  theory_labels: Sequence[str], invalid: xr.DataArray, attrs: Mapping[str, Any],
+                  title: str, path: Path) -> Path:
+    """Measured mean ± spread (points, error bars) and theory (lines) vs ``x``, one colour per hue.
+
+    ``mean``, ``spread`` and each theory array have dims (hue, [col,] along-x); ``x`` gives the
+    abscissa for each (hue, ...) so that a derived abscissa (η = η₀ N^a) can differ per curve.
+    """
+    cols = _facet_values(mean, col)
+    fig, axes = _grid(1, len(cols), extra_w=0.2)
+    hues = list(mean[hue].values)
+    colours = [f"C{k % 10}" for k in range(len(hues))]
+    styles = ["-", "--", ":"]
+    xdim = [d for d in mean.dims if d not in (hue, col)][0]
+    for j, cv in enumerate(cols):
+        ax = axes[0, j]
+        sel = _panel_sel(None, None, col, cv)
+        bad = bool(invalid.sel(sel).all())
+        for hv, c in zip(hues, colours, strict=True):
+            s = {**sel, hue: hv}
+            xv = x.sel(s).transpose(xdim).values if hue in x.dims or col in x.dims else x.values
+            ax.errorbar(xv, mean.sel(s).values, yerr=spread.sel(s).values, fmt="o", ms=4,
+                        color=c, capsize=2, label=f"{hue} = {hv}")
+            for th, ls in zip(theories, styles, strict=False):
+                if not bad:
+                    ax.plot(xv, th.sel(s).values, ls=ls, color=c, lw=1.3)
+        if axis_scale(mean[xdim]).log:
+            ax.set_xscale("log")
+        ax.set_xlabel(axis_label(xname, attrs))
+        ax.set_ylabel(ylabel if j == 0 else "")
+        if xname == "layer":
+            ax.set_xticks(mean["layer"].values)
+        ax.set_title(_panel_title(sel) + (" (theory not valid)" if bad else ""), fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", ls=ls, label=lab)
+                for lab, ls in zip(theory_labels, styles, strict=False)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8,
+               bbox_to_anchor=(0.5, -0.1))
+    return _save(fig, path, title)

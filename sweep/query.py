@@ -1,0 +1,71 @@
+"""Selection over a cube and tidy tables (one row per coordinate combination).
+
+A study parameter is either a coordinate (it was an axis) or a fixed scalar recorded in
+``cube.attrs["fixed"]``; :func:`param` hides the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["param", "parse_selection", "select", "table"]
+
+
+def param(cube: xr.Dataset, name: str) -> Any:
+    """The coordinate ``name`` if it is a dimension, else its fixed value from the study."""
+    if name in cube.coords:
+        return cube[name]
+    fixed = json.loads(cube.attrs.get("fixed", "{}"))
+    if name in fixed:
+        return fixed[name]
+    raise KeyError(f"{name!r} is neither a coordinate ({sorted(map(str, cube.coords))}) nor a fixed "
+                   f"parameter ({sorted(fixed)})")
+
+
+def _coerce(cube: xr.Dataset, dim: str, text: str) -> Any:
+    coord = cube[dim].values
+    if coord.dtype.kind in "iu":
+        return int(text)
+    if coord.dtype.kind == "f":
+        return float(text)
+    return text
+
+
+def parse_selection(cube: xr.Dataset, items: list[str]) -> dict[str, Any]:
+    """``["spike=2.0", "activation=tanh"]`` -> ``{"spike": 2.0, "activation": "tanh"}`` (checked)."""
+    sel: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--sel {item!r}: use name=value")
+        if key not in cube.dims:
+            raise ValueError(f"--sel {key!r}: not a dimension; dimensions are {sorted(map(str, cube.dims))}")
+        try:
+            sel[key] = _coerce(cube, key, value)
+        except ValueError:
+            raise ValueError(f"--sel {key}={value!r}: not a valid {cube[key].dtype} value") from None
+    return sel
+
+
+def select(cube: xr.Dataset, sel: dict[str, Any]) -> xr.Dataset:
+    """``cube.sel`` with nearest matching for float coordinates (exact for the others)."""
+    exact = {k: v for k, v in sel.items() if np.asarray(cube[k].values).dtype.kind != "f"}
+    near = {k: v for k, v in sel.items() if k not in exact}
+    out = cube.sel(exact) if exact else cube
+    if near:
+        out = out.sel(near, method="nearest")
+    return out
+
+
+def table(cube: xr.Dataset, variables: list[str], sel: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Tidy table of ``variables`` (one row per remaining coordinate combination)."""
+    bad = [v for v in variables if v not in cube.data_vars]
+    if bad:
+        raise ValueError(f"--var {bad[0]!r}: not in the cube; variables are {sorted(map(str, cube.data_vars))}")
+    sub = select(cube, sel or {})[variables]
+    return sub.to_dataframe().reset_index()

@@ -1,0 +1,211 @@
+"""``run_block(spec, block) -> BlockResult``: one task, a pure function of its inputs (no Ray).
+
+For every point of the block it draws the random objects from the point's seed (see
+:func:`sweep.grid.point_seed`), runs the experiment through ``kernels``, measures every layer,
+and puts the theory's prediction beside it. Points of a block that share a seed share their
+draws: the input noise is drawn once per seed and reused across spike strengths and
+activations; network weights are regenerated from the same seed, so they are identical too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kernels.backend import Backend, get_backend
+from sweep.grid import Block, _deep_sizes, _one_step_sizes, point_seed
+from sweep.schema import empty_block
+from sweep.spec import Spec
+
+__all__ = ["BlockResult", "run_block", "theory_for_point"]
+
+
+@dataclass
+class BlockResult:
+    """Values for one block: arrays shaped like the block (see :func:`sweep.schema.empty_block`).
+
+    Attributes:
+        block: the block computed.
+        values: variable name -> array over the block's points (and trailing dims).
+        wall_s: seconds spent computing the block.
+        info: provenance of the worker (host, pid, BLAS threads, backend).
+    """
+
+    block: Block
+    values: dict[str, np.ndarray]
+    wall_s: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _child(seed: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
+    """The i-th independent stream of a point seed (0 input, 1 weights, 2 eigensolver, 3 training)."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, i))
+
+
+def _spikes(spec: Spec, values: dict) -> tuple[float, ...]:
+    return spec.spikes if spec.spikes is not None else (float(values["spike"]),)
+
+
+def theory_for_point(spec: Spec, values: dict) -> dict[str, Any]:
+    """The theory's prediction at one grid point (replicate ignored); cached levels make it cheap."""
+    from kernels import theory
+
+    if spec.experiment == "deep-ck":
+        pred = theory.deep_ck_prediction(
+            values["activation"], values["input_ratio"], [values["width_ratio"]] * spec.depth,
+            _spikes(spec, values), input_model=values["input"],
+        )
+        valid = bool(pred.valid) and float(values["lr"]) == 0.0
+        return {
+            "theory_edge": pred.edge, "theory_spike": pred.location.T,
+            "theory_align": pred.alignment.T, "theory_survives": pred.survives.T.astype(np.int8),
+            "theory_threshold": pred.threshold, "theory_valid": np.int8(valid),
+        }
+    n, d, width, _ = _one_step_sizes(values)
+    lr_eff = float(values["lr"]) * width ** float(values["lr_scaling"])
+    pred = theory.one_step_prediction(values["activation"], values["teacher"], n, d, width, lr_eff,
+                                      noise_sd=values["noise"])
+    return {
+        "theory_edge": np.array([pred.edge]), "theory_spike": np.array([[pred.spike]]),
+        "theory_align": np.array([[pred.alignment]]),
+        "theory_survives": np.array([[int(pred.exists)]], dtype=np.int8),
+        "theory_valid": np.int8(bool(pred.valid) and int(values["steps"]) >= 1),
+        "lr_effective": np.float64(lr_eff), "theory_theta1": np.float64(pred.theta1),
+    }
+
+
+def _deep_point(spec: Spec, values: dict, seed: np.random.SeedSequence, backend: Backend,
+                noise_cache: dict) -> dict[str, np.ndarray]:
+    from kernels.data import draw_input_noise, make_input
+    from kernels.network import forward, layer_widths
+    from kernels.observables import measure_layer
+
+    n, d0, _ = _deep_sizes(values)
+    key = (seed.spawn_key, values["input"])
+    if key not in noise_cache:
+        noise_cache.clear()  # keep one draw alive: memory stays O(one point)
+        noise_cache[key] = draw_input_noise(n, d0, spec.n_signals, _child(seed, 0), backend,
+                                            model=values["input"])
+    sample = make_input(noise_cache[key], _spikes(spec, values), backend)
+    widths = layer_widths(n, [values["width_ratio"]] * spec.depth)
+    if float(values["lr"]) > 0:
+        from kernels.network import initial_weights
+        from kernels.training import forward_with_weights, train_deep
+
+        labels = np.sign(sample.signals[0]) if sample.signals.size else None
+        weights = train_deep(sample.X, labels, initial_weights(sample.X.shape[0], widths, _child(seed, 1),
+                                                               backend),
+                             values["activation"], float(values["lr"]), int(values["steps"]), backend)
+        layers = forward_with_weights(sample.X, weights, values["activation"], backend)
+    else:
+        layers = forward(sample.X, widths, values["activation"], _child(seed, 1), backend)
+    k = spec.measure.top_k
+    out: dict[str, list] = {name: [] for name in
+                            ("eigval", "edge_emp", "n_outliers", "overlap", "align", "spike_emp",
+                             "detected", "hist")}
+    for layer, feats in enumerate(layers):
+        hist_range = spec_hist_range(spec, layer) if spec.measure.histogram_bins else None
+        m = measure_layer(feats, sample.signals, k, hist_bins=spec.measure.histogram_bins,
+                          hist_range=hist_range, method=spec.measure.eigensolver,
+                          seed=_child(_child(seed, 2), layer), backend=backend)
+        out["eigval"].append(m.eigval)
+        out["edge_emp"].append(m.edge_emp)
+        out["n_outliers"].append(m.n_outliers)
+        out["overlap"].append(m.overlap)
+        out["align"].append(m.align)
+        out["spike_emp"].append(m.spike_emp)
+        out["detected"].append(m.detected.astype(np.int8))
+        if m.hist is not None:
+            out["hist"].append(m.hist)
+    result = {name: np.asarray(v) for name, v in out.items() if v}
+    return result
+
+
+_HIST_RANGES: dict[tuple[str, int], tuple[float, float]] = {}
+
+
+def spec_hist_range(spec: Spec, layer: int) -> tuple[float, float]:
+    """Histogram range of layer ``layer``: [0, 1.3 x the largest predicted edge or spike in the study].
+
+    One range per layer for the whole cube, so histograms of different points share bins.
+    """
+    from sweep.store import histogram_edges
+
+    key = (spec.hash, layer)
+    if key not in _HIST_RANGES:
+        edges = histogram_edges(spec)
+        for ell in range(edges.shape[0]):
+            _HIST_RANGES[(spec.hash, ell)] = (float(edges[ell, 0]), float(edges[ell, -1]))
+    return _HIST_RANGES[key]
+
+
+def _one_step_point(spec: Spec, values: dict, seed: np.random.SeedSequence, backend: Backend,
+                    data_cache: dict, theory: dict) -> dict[str, np.ndarray]:
+    from kernels import training
+    from kernels.theory import one_step_prediction
+
+    n, d, width, n_test = _one_step_sizes(values)
+    key = (seed.spawn_key, values["teacher"], values["noise"])
+    if key not in data_cache:
+        data_cache.clear()
+        data_cache[key] = training.draw_teacher_student(n, d, width, n_test, values["teacher"],
+                                                        float(values["noise"]), _child(seed, 0), backend)
+    lr_eff = float(theory["lr_effective"])
+    m = training.measure_one_step(data_cache[key], values["activation"], lr_eff, int(values["steps"]),
+                                  spec.measure.top_k, backend, seed=_child(seed, 2))
+    realised = one_step_prediction(values["activation"], values["teacher"], n, d, width, lr_eff,
+                                   noise_sd=values["noise"], theta1=m.theta1_realised)
+    return {
+        "eigval": m.eigval[None, :], "edge_emp": np.array([m.edge_emp]),
+        "n_outliers": np.array([m.n_outliers]),
+        "overlap": np.full((1, spec.measure.top_k, 1), np.nan),
+        "align": np.array([[m.align_label]]), "align_unit": np.array([[m.align_label_unit]]),
+        "spike_emp": np.array([[m.eigval[0]]]),
+        "detected": np.array([[int(m.n_outliers >= 1)]], dtype=np.int8),
+        "theta1_realised": np.float64(m.theta1_realised), "beta_align": np.float64(m.beta_align),
+        "loss_before": np.float64(m.loss_before), "loss_after": np.float64(m.loss_after),
+        "theory_spike_realised": np.array([[realised.spike]]),
+        "theory_align_realised": np.array([[realised.alignment]]),
+    }
+
+
+def run_block(spec: Spec, block: Block, backend: Backend | None = None) -> BlockResult:
+    """Compute every point of ``block``: measurements, then theory once per grid point.
+
+    Deterministic: the numbers depend only on the spec and the point indices.
+    """
+    t0 = time.perf_counter()
+    backend = backend or get_backend(spec.run.backend, spec.run.dtype)
+    values_out = empty_block(spec, block.shape)
+    cache: dict = {}
+    theory_cache: dict[tuple, dict] = {}
+    # replicate last: points sharing a grid point (and its theory) are adjacent
+    for point in block.points():
+        local = tuple(p - s for p, s in zip(point, block.start, strict=True))
+        values = spec.values_at(point)
+        grid_key = point[:-1]
+        if grid_key not in theory_cache:
+            theory_cache[grid_key] = theory_for_point(spec, values)
+        theory = theory_cache[grid_key]
+        seed = point_seed(spec, values)
+        if spec.experiment == "deep-ck":
+            measured = _deep_point(spec, values, seed, backend, cache)
+        else:
+            measured = _one_step_point(spec, values, seed, backend, cache, theory)
+        for name, arr in measured.items():
+            values_out[name][local] = arr
+        for name, arr in theory.items():
+            values_out[name][local[:-1]] = arr
+    _check_finite_results(values_out)
+    return BlockResult(block, values_out, time.perf_counter() - t0)
+
+
+def _check_finite_results(values: dict[str, np.ndarray]) -> None:
+    """A measured eigenvalue that is inf means a broken solve: fail the block, keep the cube clean."""
+    for name in ("eigval", "edge_emp"):
+        arr = values.get(name)
+        if arr is not None and np.isinf(arr).any():
+            raise FloatingPointError(f"{name}: non-finite values in the block's results")
