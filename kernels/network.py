@@ -20,7 +20,7 @@ from kernels.activations import Activation, get_activation
 from kernels.backend import Backend
 from kernels.seeding import SeedLike, derive
 
-__all__ = ["forward", "forward_batch", "layer_weights", "layer_widths"]
+__all__ = ["forward", "forward_batch", "initial_weights", "layer_weights", "layer_widths"]
 
 
 def layer_widths(n: int, width_ratios: Sequence[float]) -> tuple[int, ...]:
@@ -50,6 +50,16 @@ def layer_weights(seed: SeedLike, layer: int, d_out: int, d_in: int, backend: Ba
     if layer < 1:
         raise ValueError(f"layer: weights exist for layers >= 1, got {layer}")
     return backend.standard_normal(backend.rng(derive(seed, "layer", layer)), (d_out, d_in))
+
+
+def initial_weights(d0: int, widths: Sequence[int], seed: SeedLike, backend: Backend) -> list[Any]:
+    """[W_1, ..., W_L] for input dimension d0 and hidden ``widths``: exactly the matrices
+    :func:`forward` draws with the same seed (for code that needs to hold or train them)."""
+    dims = (int(d0), *_check_widths(widths))
+    if dims[0] < 1:
+        raise ValueError(f"d0: must be a positive int, got {d0!r}")
+    return [layer_weights(seed, ell, dims[ell], dims[ell - 1], backend)
+            for ell in range(1, len(dims))]
 
 
 def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:

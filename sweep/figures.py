@@ -21,6 +21,8 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.patheffects import withStroke
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 __all__ = [
     "CATEGORY_STYLE",
@@ -94,7 +96,7 @@ class AxisScale:
 
 
 def is_geometric(values: np.ndarray) -> bool:
-    """True for a positive, increasing grid of 3+ points with (nearly) constant ratio > 1.2."""
+    """Tell whether ``values`` is a positive grid of 3+ points with a constant ratio > 1.2."""
     v = np.asarray(values)
     if v.dtype.kind not in "iuf" or v.size < 3 or np.any(v <= 0):
         return False
@@ -124,21 +126,34 @@ def axis_scale(coord: xr.DataArray) -> AxisScale:
 def _apply_scale(ax: Axes, sc: AxisScale, which: str, attrs: Mapping[str, Any]) -> None:
     set_label = ax.set_xlabel if which == "x" else ax.set_ylabel
     set_label(axis_label(sc.name, attrs))
+    axis = ax.xaxis if which == "x" else ax.yaxis
     if sc.log:
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+        # Ticks at the grid values, written plainly (not 4x10^0): a sweep grid is few values.
+        axis.set_major_locator(FixedLocator(sc.positions))
+        axis.set_major_formatter(FixedFormatter([f"{v:g}" for v in sc.positions]))
+        axis.set_minor_locator(NullLocator())
     if sc.categorical:
-        ticks = ax.set_xticks if which == "x" else ax.set_yticks
-        ticks(sc.positions, [str(v) for v in sc.values])
+        axis.set_major_locator(FixedLocator(sc.positions))
+        axis.set_major_formatter(FixedFormatter([str(v) for v in sc.values]))
     elif sc.name == "layer":
-        (ax.set_xticks if which == "x" else ax.set_yticks)(sc.positions)
+        axis.set_major_locator(FixedLocator(sc.positions))
     lim = ax.set_xlim if which == "x" else ax.set_ylim
     lim(sc.edges[0], sc.edges[-1])
 
 
-def _grid(nrows: int, ncols: int, extra_w: float = 1.2) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(_PANEL_W * ncols + extra_w, _PANEL_H * nrows + 0.9), dpi=_DPI)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+def _grid(nrows: int, ncols: int, extra_w: float = 1.2, sharex: bool = True,
+          sharey: bool = True) -> tuple[Figure, np.ndarray]:
+    # At least 7 in wide so that a one-column figure still fits its title and legend.
+    fig = Figure(figsize=(max(_PANEL_W * ncols + extra_w, 7.0), _PANEL_H * nrows + 0.9), dpi=_DPI,
+                 layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey)
     return fig, axes
+
+
+def _outer_labels(axes: np.ndarray) -> None:
+    for ax in axes.flat:
+        ax.label_outer()
 
 
 def _facet_values(da: xr.DataArray | xr.Dataset, dim: str | None) -> list[Any]:
@@ -171,7 +186,7 @@ def _hatch_cells(ax: Axes, mask: np.ndarray, xs: AxisScale, ys: AxisScale, face:
 
 def _save(fig: Figure, path: Path, title: str) -> Path:
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=_DPI)
     return path
 
 
@@ -179,7 +194,7 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                  invalid: xr.DataArray, theory: xr.DataArray | None,
                  empirical: xr.Dataset | None, along: str | None, attrs: Mapping[str, Any],
                  title: str, path: Path) -> Path:
-    """Detection probability over (y, x) per facet, theory threshold curve, empirical thresholds.
+    """Draw detection probability over (y, x) per facet, theory curve and empirical thresholds.
 
     ``theory`` is the critical value along ``along`` (x or y) as a function of the other plot
     axis; ``empirical`` holds ``threshold``, ``threshold_err``, ``threshold_status`` likewise.
@@ -210,8 +225,8 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                Line2D([], [], color="white", mec="black", marker="D", ls="", ms=5,
                       label=r"empirical $P=1/2$ ($\pm$ err)"),
                Patch(facecolor="none", edgecolor="0.35", hatch="//", label="theory not valid")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.06 / len(rows)))
+    _outer_labels(axes)
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
     cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02)
     cbar.set_label("detection probability (separated outlier)")
     return _save(fig, path, title)
@@ -238,14 +253,16 @@ def _threshold_points(ax: Axes, emp: xr.Dataset, along: str, x: str, y: str, xs:
     opos = (ys if along == x else xs).positions
     lo, hi = ((xs if along == x else ys).edges[[0, -1]])
     ok = np.isfinite(t)
-    if along == x:
-        ax.errorbar(t[ok], opos[ok], xerr=e[ok], fmt="D", ms=4, mfc="white", mec="black",
-                    ecolor="white", elinewidth=1.2, capsize=2, zorder=5)
-    else:
-        ax.errorbar(opos[ok], t[ok], yerr=e[ok], fmt="D", ms=4, mfc="white", mec="black",
-                    ecolor="white", elinewidth=1.2, capsize=2, zorder=5)
+    px, py = (t[ok], opos[ok]) if along == x else (opos[ok], t[ok])
+    bars = {"xerr" if along == x else "yerr": e[ok]}
+    # White bars with a black outline stay visible on both ends of the viridis scale.
+    _, caps, lines = ax.errorbar(px, py, **bars, fmt="D", ms=4, mfc="white", mec="black",
+                                 ecolor="white", elinewidth=1.2, capsize=2.5, zorder=5)
+    for artist in (*caps, *lines):
+        artist.set_path_effects([withStroke(linewidth=2.6, foreground="black")])
     # Thresholds off the grid: an arrowhead at the edge it lies beyond.
-    for flag, edge, mk in ((-1, lo, "<" if along == x else "v"), (1, hi, ">" if along == x else "^")):
+    marks = ((-1, lo, "<" if along == x else "v"), (1, hi, ">" if along == x else "^"))
+    for flag, edge, mk in marks:
         sel = st == flag
         if sel.any():
             pts = (np.full(sel.sum(), edge), opos[sel])
@@ -296,10 +313,14 @@ def breakdown_figure(err: xr.DataArray, category: xr.DataArray, x: str, y: str,
                       label="boundary (monotone fit)")]
     handles += [Patch(facecolor=f, edgecolor="0.35", hatch=h, label=lab)
                 for lab, f, h in CATEGORY_STYLE.values()]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8,
-               bbox_to_anchor=(0.5, -0.04 - 0.08 / len(rows)))
+    _outer_labels(axes)
+    fig.legend(handles=handles, loc="outside lower center", ncol=2 if len(cols) < 2 else 3,
+               fontsize=8)
     cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02, extend="both")
     cbar.set_label(metric_label)
+    ticks = [tol / 10, tol / 3, tol, 3 * tol, 10 * tol]
+    cbar.set_ticks(ticks, labels=[f"{t:.3g}" + (" = tol" if t == tol else "") for t in ticks])
+    cbar.ax.minorticks_off()
     cbar.ax.axhline(tol, color="black", lw=1.5)
     return _save(fig, path, title)
 
@@ -309,48 +330,58 @@ def spectrum_figure(data: xr.Dataset, row: str | None, *, density: xr.DataArray 
     """Replicate-mean spectrum histogram per layer with theory bulk edge, density and spikes.
 
     ``data`` holds ``hist`` (layer, bin) with ``bin_lo``/``bin_hi``, ``theory_edge`` (layer),
-    ``theory_spike`` (layer, signal), ``edge_emp`` (layer), ``spike_emp`` (layer, signal);
-    ``density`` (layer, x_density) when a theory density is available.
+    ``theory_spike`` (layer, signal), ``edge_emp`` (layer), ``spike_emp`` (layer, signal) and
+    ``theory_valid``; ``density`` (layer, x_density) when a theory density is available. Where
+    the theory is not valid no theory line is drawn (the panel says so).
     """
     rows, layers = _facet_values(data, row), list(data["layer"].values)
-    fig, axes = _grid(len(rows), len(layers), extra_w=0.2)
+    fig, axes = _grid(len(rows), len(layers), extra_w=0.2, sharex=False, sharey=False)
     for i, rv in enumerate(rows):
         for j, layer in enumerate(layers):
             ax = axes[i, j]
             sel = _panel_sel(row, rv, None, None)
             d = data.sel(sel).sel(layer=layer)
+            valid = bool((d["theory_valid"] != 0).all()) if "theory_valid" in d else True
             lo, hi = d["bin_lo"].values, d["bin_hi"].values
-            ax.stairs(d["hist"].values, np.concatenate([lo, hi[-1:]]), fill=True, color="C0",
-                      alpha=0.45, label="simulation (replicate mean)")
-            if density is not None:
-                dd = density.sel(sel).sel(layer=layer)
-                ax.plot(dd["x_density"].values, dd.values, color="black", lw=1.2,
-                        label="theory bulk density")
-            ax.axvline(float(d["theory_edge"]), color="black", ls="--", lw=1,
-                       label=r"theory edge $E_\ell$")
-            ax.axvline(float(d["edge_emp"]), color="C0", ls=":", lw=1.2, label="empirical edge")
-            for s in np.atleast_1d(d["theory_spike"].values):
-                if np.isfinite(s):
-                    ax.axvline(s, color="tab:red", lw=1.4, label=r"theory spike $\lambda_\ell$")
+            h = d["hist"].values
+            ax.stairs(h, np.concatenate([lo, hi[-1:]]), fill=True, color="C0", alpha=0.45,
+                      label="simulation (replicate mean)")
             emp = np.atleast_1d(d["spike_emp"].values)
             emp = emp[np.isfinite(emp)]
+            right = [hi[np.nonzero(h > 0)[0][-1]]] if (h > 0).any() else [hi[-1]]
+            if valid:
+                if density is not None and np.isfinite(density.sel(sel).sel(layer=layer)).any():
+                    dd = density.sel(sel).sel(layer=layer)
+                    ax.plot(dd["x_density"].values, dd.values, color="black", lw=1.2,
+                            label="theory bulk density")
+                ax.axvline(float(d["theory_edge"]), color="black", ls="--", lw=1,
+                           label=r"theory edge $E_\ell$")
+                for s in np.atleast_1d(d["theory_spike"].values):
+                    if np.isfinite(s):
+                        ax.axvline(s, color="tab:red", lw=1.4, label=r"theory spike $\lambda_\ell$")
+                        right.append(s)
+            ax.axvline(float(d["edge_emp"]), color="C0", ls=":", lw=1.2, label="empirical edge")
             ax.plot(emp, np.zeros_like(emp), ls="", marker="^", color="tab:red", ms=7,
                     clip_on=False, zorder=5, label="matched eigenvalue (mean)")
+            # the store's bins reach 1.3x the largest prediction of the whole study: crop to
+            # what this panel shows
+            ax.set_xlim(min(0.0, lo[0]), 1.08 * max([*right, *emp, float(d["edge_emp"])]))
             ax.set_xlabel(r"eigenvalue of $K_\ell$")
             ax.set_ylabel("density" if j == 0 else "")
             ax.set_ylim(bottom=0)
-            ax.set_title(_panel_title({**sel, "layer": layer}), fontsize=9)
-    _dedup_legend(fig, axes[0, 0])
+            ax.set_title(_panel_title({**sel, "layer": layer})
+                         + ("" if valid else " (theory not valid)"), fontsize=9)
+    _dedup_legend(fig, axes)
     return _save(fig, path, title)
 
 
-def _dedup_legend(fig: Figure, ax: Axes) -> None:
-    handles, labels = ax.get_legend_handles_labels()
+def _dedup_legend(fig: Figure, axes: np.ndarray) -> None:
     seen: dict[str, Any] = {}
-    for h, lab in zip(handles, labels, strict=True):
-        seen.setdefault(lab, h)
-    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 3),
-               fontsize=8, bbox_to_anchor=(0.5, -0.08))
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    fig.legend(list(seen.values()), list(seen), loc="outside lower center",
+               ncol=min(len(seen), 3), fontsize=8)
 
 
 def curves_figure(mean: xr.DataArray, spread: xr.DataArray, theories: Sequence[xr.DataArray],
@@ -363,7 +394,7 @@ def curves_figure(mean: xr.DataArray, spread: xr.DataArray, theories: Sequence[x
     abscissa for each (hue, ...) so that a derived abscissa (η = η₀ N^a) can differ per curve.
     """
     cols = _facet_values(mean, col)
-    fig, axes = _grid(1, len(cols), extra_w=0.2)
+    fig, axes = _grid(1, len(cols), extra_w=0.2, sharex=False)
     hues = list(mean[hue].values)
     colours = [f"C{k % 10}" for k in range(len(hues))]
     styles = ["-", "--", ":"]
@@ -390,6 +421,6 @@ def curves_figure(mean: xr.DataArray, spread: xr.DataArray, theories: Sequence[x
     handles, labels = axes[0, 0].get_legend_handles_labels()
     handles += [Line2D([], [], color="0.3", ls=ls, label=lab)
                 for lab, ls in zip(theory_labels, styles, strict=False)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8,
-               bbox_to_anchor=(0.5, -0.1))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4),
+               fontsize=8)
     return _save(fig, path, title)

@@ -19,8 +19,10 @@ Four computations, each on the cube contract (notes: cube_schema) and each retur
 :func:`make_map` draws one of :data:`MAP_KINDS` into PNG files (via :mod:`sweep.figures`), writes
 its data as netCDF and returns a short text table. Facets: rows = ``layer``, columns =
 ``activation`` (when they vary and are not plot axes); any further varying axis gives one PNG per
-value for the phase and breakdown maps, and is pinned at its middle grid value (or at
-``select``) for the curve figures. Nothing is averaged over an axis.
+value for the phase and breakdown maps, and is pinned (unless ``select`` pins it) for the
+spectrum and curve figures: at its middle grid value, except the spike strength of the
+alignment-vs-depth figure (its largest value, the signal that survives deepest). Nothing is
+averaged over an axis.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from scipy.optimize import isotonic_regression
 
 from sweep import figures
 
@@ -48,6 +51,7 @@ __all__ = [
     "empirical_threshold",
     "make_map",
     "map_axes",
+    "theory_density",
     "validity_boundary",
 ]
 
@@ -78,14 +82,19 @@ _METRIC_VARS: dict[str, tuple[str, str, bool, str]] = {
                        "absolute error of alignment vs prediction at the realised rank-one size"),
 }
 METRICS: dict[str, str] = {k: v[3] for k, v in _METRIC_VARS.items()}
+_METRIC_TITLES = {"spike": "spike location (relative error)",
+                  "align": "squared alignment (absolute error)",
+                  "edge": "bulk edge (relative error)",
+                  "spike_realised": "spike at realised rank-one size (relative error)",
+                  "align_realised": "alignment at realised rank-one size (absolute error)"}
 
 _NON_AXIS_DIMS = ("replicate", "layer", "k", "signal", "bin")
 _ALIASES = {"depth": "layer", "theta": "spike", "width": "width_ratio", "eta": "lr"}
 _BREAKDOWN_X = ("n", "lr", "spike", "N", "width_ratio", "input_ratio", "steps", "noise")
 _MAX_PAGES, _MAX_PANELS = 24, 64
 
-# (point parameters, layer, eigenvalue grid) -> theory bulk density on that grid
-DensityFn = Callable[[Mapping[str, Any], int, np.ndarray], np.ndarray]
+# (point parameters, layer, eigenvalue grid) -> theory bulk density on that grid (None: no theory)
+DensityFn = Callable[[Mapping[str, Any], int, np.ndarray], np.ndarray | None]
 
 
 @dataclass
@@ -102,7 +111,7 @@ class MapOutput:
 
 
 def study_axes(cube: xr.Dataset) -> list[str]:
-    """The study's grid axes, in study order (dims of ``status`` minus ``replicate``)."""
+    """Return the study's grid axes in study order (dims of ``status`` minus ``replicate``)."""
     ref = cube["status"].dims if "status" in cube else tuple(cube.dims)
     return [str(d) for d in ref if d not in _NON_AXIS_DIMS]
 
@@ -118,7 +127,7 @@ def _fixed(cube: xr.Dataset) -> dict[str, Any]:
 
 
 def param(cube: xr.Dataset, name: str) -> Any:
-    """A parameter's value: its coordinate when it is an axis, else the fixed scalar."""
+    """Return a parameter: its coordinate when it is an axis, else the fixed scalar."""
     if name in cube.coords:
         return cube[name]
     fixed = _fixed(cube)
@@ -132,7 +141,8 @@ def _resolve_axis(cube: xr.Dataset, name: str, role: str) -> str:
     valid = map_axes(cube)
     if dim in valid:
         return dim
-    hint = f" ({name} is fixed at {_fixed(cube)[dim]!r} in this study)" if dim in _fixed(cube) else ""
+    fixed = _fixed(cube)
+    hint = f" ({name} is fixed at {fixed[dim]!r} in this study)" if dim in fixed else ""
     raise ValueError(f"{role}={name!r} is not an axis of this cube{hint}; "
                      f"valid axes: {', '.join(valid)}")
 
@@ -172,8 +182,10 @@ def _apply_select(cube: xr.Dataset, select: Mapping[str, Any]) -> tuple[xr.Datas
         if dim not in valid:
             raise ValueError(f"select: {key!r} is not an axis of this cube; "
                              f"valid names: {', '.join(valid)}")
-        many = isinstance(value, (list, tuple))
-        idx = [_match_index(cube[dim], v, dim) for v in (value if many else [value])]
+        # a pinned layer stays a (length-1) dimension: every kind indexes layers by coordinate
+        many = isinstance(value, (list, tuple)) or dim == "layer"
+        values = value if isinstance(value, (list, tuple)) else [value]
+        idx = [_match_index(cube[dim], v, dim) for v in values]
         if dim == "signal":
             signal = cube["signal"].values[idx[0]]
         else:
@@ -200,30 +212,15 @@ def _require(cube: xr.Dataset, names: list[str], what: str, hint: str = "") -> N
 # ------------------------------------------------------------------- monotone fit, crossing
 
 
-def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted least-squares non-decreasing fit (pool adjacent violators)."""
-    vals: list[float] = []
-    wts: list[float] = []
-    cnt: list[int] = []
-    for yi, wi in zip(y, w, strict=True):
-        vals.append(float(yi))
-        wts.append(float(wi))
-        cnt.append(1)
-        while len(vals) > 1 and vals[-2] > vals[-1]:
-            wt = wts[-2] + wts[-1]
-            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / wt
-            c = cnt[-2] + cnt[-1]
-            del vals[-1], wts[-1], cnt[-1]
-            vals[-1], wts[-1], cnt[-1] = v, wt, c
-    return np.repeat(vals, cnt)
-
-
 def _monotone(y: np.ndarray, w: np.ndarray, increasing: bool | None) -> tuple[np.ndarray, bool]:
-    """Isotonic fit in the given direction, or the better-fitting one when ``None``."""
-    up = _isotonic(y, w)
+    """Fit a weighted least-squares monotone curve (pool adjacent violators).
+
+    In the given direction, or in the better-fitting one when ``increasing`` is None.
+    """
+    up = isotonic_regression(y, weights=w).x
     if increasing is True:
         return up, True
-    down = -_isotonic(-y, w)
+    down = isotonic_regression(y, weights=w, increasing=False).x
     if increasing is False:
         return down, False
     return (up, True) if np.sum(w * (y - up) ** 2) <= np.sum(w * (y - down) ** 2) else (down, False)
@@ -247,18 +244,15 @@ def _crossing(x: np.ndarray, g: np.ndarray, level: float, log: bool) -> tuple[fl
     return float(x0 + t * (x1 - x0)), 0, abs(x1 - x0)
 
 
-def _threshold_1d(x: np.ndarray, hits: np.ndarray, level: float, increasing: bool | None,
-                  log: bool) -> tuple[float, int, float, int]:
-    """Crossing of the replicate-mean of ``hits`` (X, R; NaN = not run); also min count."""
-    count = np.sum(np.isfinite(hits), axis=1)
+def _threshold_1d(x: np.ndarray, hits: np.ndarray, count: np.ndarray, level: float,
+                  increasing: bool | None, log: bool) -> tuple[float, int, float]:
+    """Crossing of the detection rate ``hits / count`` (per grid point) at ``level``."""
     keep = count > 0
     if keep.sum() < 2:
-        return np.nan, 2, np.nan, int(count.min(initial=0))
-    p = np.nansum(hits[keep], axis=1) / count[keep]
-    g, up = _monotone(p, count[keep].astype(float), increasing)
+        return np.nan, 2, np.nan
+    g, up = _monotone(hits[keep] / count[keep], count[keep].astype(float), increasing)
     xs = x[keep] if up else x[keep][::-1]
-    value, status, step = _crossing(xs, g if up else g[::-1], level, log)
-    return value, status, step, int(count[keep].min())
+    return _crossing(xs, g if up else g[::-1], level, log)
 
 
 # ------------------------------------------------------------------------- computations
@@ -317,12 +311,17 @@ def empirical_threshold(cube: xr.Dataset, along: str = "spike", signal: int = 0,
     status = np.zeros(arr.shape[0], dtype=np.int8)
     count = np.zeros(arr.shape[0], dtype=np.int16)
     for s in range(arr.shape[0]):
-        value, st, step, cnt = _threshold_1d(x, arr[s], level, increasing, log)
-        status[s], count[s] = st, cnt
+        ran = np.isfinite(arr[s])
+        n_ran = ran.sum(axis=1)
+        value, st, step = _threshold_1d(x, np.nansum(arr[s], axis=1), n_ran, level,
+                                        increasing, log)
+        status[s], count[s] = st, n_ran[n_ran > 0].min() if n_ran.any() else 0
         if st != 0:
             continue
-        b = np.array([_threshold_1d(x, arr[s][:, idx], level, increasing, log)[0]
-                      for idx in boot])
+        hb = np.nansum(arr[s][:, boot], axis=2)  # (X, n_boot): detections per resample
+        nb = ran[:, boot].sum(axis=2)
+        b = np.array([_threshold_1d(x, hb[:, i], nb[:, i], level, increasing, log)[0]
+                      for i in range(n_boot)])
         se = float(np.nanstd(b, ddof=1)) if np.isfinite(b).sum() > 1 else np.nan
         out[s] = value, se, step, np.nanmax([se, step / 2])
     coords = _other_coords(hits, others)
@@ -439,14 +438,17 @@ def breakdown_error(cube: xr.Dataset, metric: str = "spike", signal: Any = 0) ->
              f" (metrics available here: {', '.join(available_metrics(cube))})")
     measured = _signal(cube[mvar], signal).mean("replicate", skipna=True)
     predicted = _signal(cube[tvar], signal)
+    if "replicate" in predicted.dims:  # predictions at each replicate's realised rank-one size
+        predicted = predicted.mean("replicate", skipna=True)
     diff = abs(measured - predicted)
     err = diff / abs(predicted) if relative else diff
     cat = xr.zeros_like(err, dtype=np.int8)
     cat = cat.where(np.isfinite(err), 3)
     if "theory_survives" in cube and metric != "edge":
-        cat = cat.where(_signal(cube["theory_survives"], signal) != 0, 2)
+        surv = _signal(cube["theory_survives"], signal)
+        cat = cat.where(surv != 0, 2).where(surv >= 0, 3)  # -1: theory not computed yet
     if "theory_valid" in cube:
-        cat = cat.where(cube["theory_valid"] != 0, 1)
+        cat = cat.where(cube["theory_valid"] != 0, 1).where(cube["theory_valid"] >= 0, 3)
     cat = cat.astype(np.int8)
     cat.attrs = {"long_name": "comparison category", "flag_values": [0, 1, 2, 3],
                  "flag_meanings": "compared theory_not_valid spike_absorbed not_run"}
@@ -510,19 +512,16 @@ def _scalars(ds: xr.Dataset | xr.DataArray) -> dict[str, Any]:
 def _default_xy(cube: xr.Dataset, kind: str, x: str | None, y: str | None) -> tuple[str, str]:
     varying = _varying(cube)
     if x is None:
-        if kind == "phase" and "spike" in varying:
-            x = "spike"
-        else:
-            pref = [a for a in _BREAKDOWN_X if a in varying]
-            rest = [a for a in varying if a != "layer" and _numeric(cube, a)]
-            if not (pref or rest):
-                raise ValueError(f"{kind} map: no numeric axis with more than one value; "
-                                 f"axes: {', '.join(map_axes(cube))}")
-            x = (pref or rest)[0]
+        order = ("spike", "lr", *_BREAKDOWN_X) if kind == "phase" else _BREAKDOWN_X
+        pref = [a for a in order if a in varying]
+        rest = [a for a in varying if a != "layer" and _numeric(cube, a)]
+        if not (pref or rest):
+            raise ValueError(f"{kind} map: no numeric axis with more than one value; "
+                             f"axes: {', '.join(map_axes(cube))}")
+        x = (pref or rest)[0]
     x = _resolve_axis(cube, x, "x")
     if y is None:
-        order = (["width_ratio"] if kind == "phase" else ["layer"]) + [
-            a for a in _BREAKDOWN_X if a != "width_ratio"] + varying
+        order = ["width_ratio" if kind == "phase" else "layer", *_BREAKDOWN_X, *varying]
         cands = [a for a in dict.fromkeys(order) if a in varying and a != x]
         if not cands:
             raise ValueError(f"{kind} map needs a second axis with more than one value; "
@@ -530,7 +529,8 @@ def _default_xy(cube: xr.Dataset, kind: str, x: str | None, y: str | None) -> tu
         y = cands[0]
     y = _resolve_axis(cube, y, "y")
     if x == y:
-        raise ValueError(f"x and y must differ (both {x!r}); valid axes: {', '.join(map_axes(cube))}")
+        raise ValueError(f"x and y must differ (both {x!r}); "
+                         f"valid axes: {', '.join(map_axes(cube))}")
     return x, y
 
 
@@ -542,7 +542,7 @@ def _phase(cube: xr.Dataset, out_dir: Path, x: str, y: str, signal: Any) -> tupl
     data = prob
     if along is not None:
         data = xr.merge([prob, empirical_threshold(cube, along, signal).drop_vars(
-            "n_replicates")], combine_attrs="drop")
+            "n_replicates")], compat="override", combine_attrs="drop")
     valid = cube["theory_valid"] if "theory_valid" in cube else xr.ones_like(prob["detect_prob"])
     data["theory_valid"] = valid.broadcast_like(prob["detect_prob"]).astype(np.int8)
     row, col, rest = _facets(data["detect_prob"], x, y)
@@ -579,17 +579,19 @@ def _breakdown(cube: xr.Dataset, out_dir: Path, x: str, y: str, tol: float, metr
             d["err"], d["category"], x, y, row, col, tol=tol, boundary=d.get("boundary"),
             metric_label=("relative" if _METRIC_VARS[metric][2] else "absolute")
             + f" error ({metric})", attrs=cube.attrs, path=out_dir / _page_name("breakdown", page),
-            title=_title(cube, METRICS[metric], {**_scalars(d), **page})))
+            title=_title(cube, f"theory vs simulation, {_METRIC_TITLES[metric]}",
+                         {**_scalars(d), **page})))
     table = _boundary_table(data, x, tol)
     return pngs, data, table
 
 
-def _pin(cube: xr.Dataset, keep: set[str]) -> tuple[xr.Dataset, dict[str, Any]]:
-    """Fix every varying study axis not in ``keep`` at its middle grid value."""
+def _pin(cube: xr.Dataset, keep: set[str],
+         largest: tuple[str, ...] = ()) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Fix every varying study axis not in ``keep`` at its middle (``largest``: last) value."""
     pinned = {}
     for a in study_axes(cube):
         if a not in keep and cube.sizes[a] > 1:
-            i = cube.sizes[a] // 2
+            i = cube.sizes[a] - 1 if a in largest else cube.sizes[a] // 2
             pinned[a] = cube[a].values[i].item()
             cube = cube.isel({a: i})
     return cube, pinned
@@ -608,6 +610,8 @@ def _spectrum(cube: xr.Dataset, out_dir: Path, signal: Any, density: DensityFn |
         "edge_emp": cube["edge_emp"].mean("replicate", skipna=True),
         "spike_emp": cube["spike_emp"].mean("replicate", skipna=True),
     })
+    if "theory_valid" in cube:
+        data["theory_valid"] = cube["theory_valid"]
     data = data.assign_coords(bin_lo=cube["bin_lo"], bin_hi=cube["bin_hi"])
     dens = None
     if density is not None:
@@ -620,21 +624,57 @@ def _spectrum(cube: xr.Dataset, out_dir: Path, signal: Any, density: DensityFn |
     tab = data[["theory_edge", "edge_emp"]].assign(
         theory_spike=_signal(data["theory_spike"], signal),
         spike_emp=_signal(data["spike_emp"], signal))
-    note = "" if density else " (no theory density function given: edge and spikes only)"
+    drawn = dens is not None and bool(np.isfinite(dens).any())
+    note = "" if drawn else " (no theory density drawn: edge and spikes only)"
     return pngs, data, _table(tab, "bulk edge and spike: theory vs replicate mean" + note)
+
+
+_LEVELS: dict[tuple[float, float, float], list[Any]] = {}
+
+
+def theory_density(point: Mapping[str, Any], layer: int, x: np.ndarray) -> np.ndarray | None:
+    """Limiting bulk density of K_layer at ``x`` for a deep-ck point (THEORY §3), else None.
+
+    Level 0 is MP(γ0 = n/d0 = 1/input_ratio), the noise bulk of both input models; level ℓ ≥ 1
+    the deformed MP law with ratio γ = 1/width_ratio and population law of b² x + 1 − b²
+    (Fan & Wang 2020; :mod:`kernels.theory.levels`). Only the continuous part (the atom at 0
+    when γ > 1 is left out). None for one-step cubes and activations outside the theory.
+    """
+    from kernels.activations import get_activation
+    from kernels.theory.levels import DeformedLevel, MarchenkoPasturLevel
+    from sweep.params import DEEP_CK
+
+    if point.get("experiment", "deep-ck") != "deep-ck":
+        return None
+    get = {k: point.get(k, DEEP_CK[k].default) for k in ("activation", "input_ratio",
+                                                          "width_ratio")}
+    act = get_activation(str(get["activation"]))
+    if not act.theory_valid:
+        return None
+    key = (float(get["input_ratio"]), float(get["width_ratio"]), float(act.b))
+    chain = _LEVELS.setdefault(key, [MarchenkoPasturLevel(1.0 / key[0])])
+    while len(chain) <= layer:  # levels are built once and reused for deeper layers
+        chain.append(DeformedLevel(chain[-1], key[2], 1.0 / key[1]))
+    level = chain[layer]
+    out = np.zeros_like(x, dtype=float)
+    inside = (x > 0) & (x < level.edge)  # zero right of the edge: no solve needed there
+    out[inside] = level.density(x[inside])
+    return out
 
 
 def _density(cube: xr.Dataset, data: xr.Dataset, row: str | None,
              density: DensityFn) -> xr.DataArray:
-    grid = np.linspace(float(data["bin_lo"].min()), float(data["bin_hi"].max()), 400)
-    fixed = _fixed(cube)
+    grid = np.linspace(float(data["bin_lo"].min()), float(data["bin_hi"].max()), 300)
+    fixed = {**_fixed(cube), "experiment": cube.attrs.get("experiment", "deep-ck")}
     rows = list(cube[row].values) if row else [None]
-    out = np.zeros((len(rows), data.sizes["layer"], grid.size))
+    out = np.full((len(rows), data.sizes["layer"], grid.size), np.nan)
     for i, rv in enumerate(rows):
         c = cube.sel({row: rv}) if row else cube
         point = {**fixed, **{k: v.item() for k, v in c.coords.items() if v.ndim == 0}}
         for j, layer in enumerate(data["layer"].values):
-            out[i, j] = density(point, int(layer), grid)
+            rho = density(point, int(layer), grid)
+            if rho is not None:
+                out[i, j] = rho
     da = xr.DataArray(out, dims=("row", "layer", "x_density"),
                       coords={"layer": data["layer"], "x_density": grid},
                       attrs={"long_name": "theory bulk density"})
@@ -656,13 +696,17 @@ def _curves(cube: xr.Dataset, out_dir: Path, kind: str, x: str | None, y: str | 
         (a for a in (*hue_pref, *varying) if a in varying and a not in (xdim, "layer")), None)
     col = next((a for a in col_pref if a in varying and a not in (xdim, hue)), None)
     keep = {d for d in (xdim, hue, col) if d}
-    cube, pinned = _pin(cube, keep)
-    if "layer" not in keep and cube.sizes.get("layer", 1) > 1:
-        pinned["layer"] = int(cube["layer"].values[-1])
-        cube = cube.isel(layer=-1)
+    # depth decay is shown for the strongest spike on the grid: the one that survives deepest
+    cube, pinned = _pin(cube, keep, ("spike",) if kind == "alignment-depth" else ())
+    if "layer" not in keep:
+        if cube.sizes.get("layer", 1) > 1:
+            pinned["layer"] = int(cube["layer"].values[-1])
+        cube = cube.isel(layer=-1, drop=True)
     align = _signal(cube["align"], signal)
     theories = [_signal(cube[v], signal) for v in ("theory_align", "theory_align_realised")
                 if v in cube]
+    theories = [t.mean("replicate", skipna=True) if "replicate" in t.dims else t
+                for t in theories]
     labels = ["theory", "theory at realised rank-one size"][: len(theories)]
     data = xr.Dataset({"align_mean": align.mean("replicate", skipna=True),
                        "align_sd": align.std("replicate", skipna=True, ddof=1 if cube.sizes[
@@ -688,7 +732,7 @@ def _curves(cube: xr.Dataset, out_dir: Path, kind: str, x: str | None, y: str | 
          if v in data], xval, xname, hue_dim, col, ylabel="squared alignment",
         theory_labels=labels, invalid=data["theory_valid"] == 0, attrs=cube.attrs,
         path=out_dir / f"{kind}.png",
-        title=_title(cube, MAP_KINDS[kind].split(":")[0], {**_scalars(data), **pinned}))]
+        title=_title(cube, _CURVE_TITLES[kind], {**_scalars(data), **pinned}))]
     if hue is None:
         data = data.isel(_curve=0, drop=True)
     cols = [v for v in ("align_mean", "align_sd", "theory_align", "theory_align_realised")
@@ -696,8 +740,18 @@ def _curves(cube: xr.Dataset, out_dir: Path, kind: str, x: str | None, y: str | 
     return pngs, data, _table(data[cols], "squared alignment: replicate mean, sd, theory")
 
 
+_CURVE_TITLES = {"alignment-depth": "squared alignment vs depth",
+                 "one-step-alignment": "one-step squared label alignment vs learning rate"}
+
+
 def _eta(cube: xr.Dataset) -> xr.DataArray:
-    """Total learning rate η = η₀ N^a (params: lr, lr_scaling a, N = width_ratio · n)."""
+    """Total learning rate η = η₀ N^a.
+
+    The cube's ``lr_effective`` when it has it, else from lr (η₀), lr_scaling (a) and
+    N = width_ratio · n.
+    """
+    if "lr_effective" in cube:
+        return cube["lr_effective"]
     lr = cube["lr"]
     try:
         a = param(cube, "lr_scaling")
@@ -732,12 +786,19 @@ def _boundary_table(data: xr.Dataset, x: str, tol: float) -> str:
     if "boundary" not in data:
         return lines[0]
     b = data["boundary"]
-    df = b.reset_coords(["valid_side", "boundary_status"]).to_dataframe()
+    df = b.reset_coords(["valid_side", "boundary_status"]).to_dataframe(dim_order=list(b.dims))
+    # why a slice has no comparison: the categories present along x (1, 2, 3 as bits)
+    cat = data["category"]
+    why = sum(((cat == c).any(x) * (1 << (c - 1))) for c in (1, 2, 3)).broadcast_like(b)
+    df["why"] = why.transpose(*b.dims).values.ravel()
+    names = {1: "theory not valid", 2: "spike absorbed", 3: "not run"}
     rows = []
     for idx, r in df.iterrows():
         key = idx if isinstance(idx, tuple) else (idx,)
         st = int(r["boundary_status"])
-        where = {1: "everywhere", 2: "nowhere", 3: "no data"}.get(st) or (
+        no_cmp = "no comparison (" + ", ".join(
+            v for c, v in names.items() if int(r["why"]) & (1 << (c - 1))) + ")"
+        where = {1: "everywhere", 2: "nowhere", 3: no_cmp}.get(st) or (
             f"{x} {'>=' if r['valid_side'] > 0 else '<='} {r['boundary']:.4g}")
         rows.append("  ".join(str(k) for k in key) + f"  valid: {where}")
     head = "  ".join(df.index.names) if df.index.names != [None] else ""
@@ -772,15 +833,15 @@ def _nc_safe(ds: xr.Dataset) -> xr.Dataset:
 def make_map(cube: xr.Dataset, kind: str, out_dir: Path, *, x: str | None = None,
              y: str | None = None, tol: float = 0.05, metric: str = "spike",
              select: dict[str, object] | None = None,
-             density: DensityFn | None = None) -> MapOutput:
+             density: DensityFn | None = theory_density) -> MapOutput:
     """Draw map ``kind`` of ``cube`` into ``out_dir``: PNG(s), ``<kind>.nc`` and a text table.
 
     ``x``/``y``: plot axes (phase: x = spike, y = width_ratio if it varies; breakdown: x = the
     first varying of n, lr, spike, N, width_ratio, ..., y = layer; curve kinds: x = layer or lr,
     y = the axis drawn as several curves). ``select`` pins axes (``{"activation": "tanh"}``,
     ``{"signal": 1}``). ``tol`` and ``metric`` are for the breakdown map; ``density`` gives the
-    theory bulk density for the spectrum figure. Unknown names raise ValueError listing the
-    valid ones.
+    theory bulk density for the spectrum figure (default :func:`theory_density`; None: none).
+    Unknown names raise ValueError listing the valid ones.
     """
     if kind not in MAP_KINDS:
         raise ValueError(f"unknown map kind {kind!r}; valid kinds: {', '.join(MAP_KINDS)}")

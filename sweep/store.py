@@ -43,7 +43,7 @@ __all__ = [
     "write_failure",
 ]
 
-LOCK_NAME = ".spikesweep.lock"
+LOCK_SUFFIX = ".lock"
 
 
 class StoreError(RuntimeError):
@@ -292,7 +292,7 @@ def open_cube(path: str | Path) -> xr.Dataset:
 
 
 class StoreLock:
-    """An exclusive lock file inside the store, held by one driver at a time.
+    """An exclusive lock file beside the store (``<store>.lock``), held by one driver at a time.
 
     The file records host and pid. A lock left by a dead driver (same host, pid gone) is taken
     over; a live one is refused with the holder named. On another host, staleness cannot be
@@ -300,7 +300,7 @@ class StoreLock:
     """
 
     def __init__(self, path: Path):
-        self.file = path / LOCK_NAME
+        self.file = path.with_name(path.name + LOCK_SUFFIX)
         self.held = False
 
     def acquire(self) -> None:

@@ -1,14 +1,14 @@
 """Bulk densities of deformed Marchenko–Pastur laws, for histogram overlays (THEORY.md §3).
 
-The population law ν is represented by weighted atoms t_k (quantile atoms of the level below,
-mapped by t = b² x + 1 − b²). The companion transform m̃(z) of the deformed MP law with ratio γ
+The population law ν is represented by weighted atoms t_k (atoms of the level below, from its
+density by :func:`bin_atoms`, mapped by t = b² x + 1 − b²). The companion transform m̃(z) of the deformed MP law with ratio γ
 solves the Silverstein equation (Silverstein & Bai 1995; Fan & Wang 2020, eq. (2.3))
 
     z = −1/m̃ + γ Σ_k w_k t_k / (1 + t_k m̃),        Im m̃ > 0 for Im z > 0,
 
-and m(z) = (m̃ + (1 − γ)/z)/γ, density = Im m(x + iε)/π. It is solved at z = x + iε by a damped
-fixed-point iteration m̃ ← −1/(z − γ Σ w t/(1 + t m̃)) at a large ε (where it contracts), then
-Newton steps while ε is shrunk to its final value (continuation keeps Newton on the right root).
+and m(z) = (m̃ + (1 − γ)/z)/γ, density = Im m(x + iε)/π. It is solved at z = x + iε by
+continuation in ε: Newton from m̃ ≈ −1/z at a large ε (where that is nearly exact), then Newton
+again each time ε is lowered, down to its target (this keeps Newton on the Stieltjes branch).
 Edges and spikes never come from here: they use the exact real-axis route in :mod:`levels`.
 """
 
@@ -16,17 +16,32 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["cdf_quantile_atoms", "deformed_mp_density", "solve_companion"]
+__all__ = ["bin_atoms", "deformed_mp_density", "solve_companion"]
+
+
+_BLOCK_ELEMENTS = 16384  # points × atoms per block: keeps the temporaries in cache (4x faster)
 
 
 def _residual(
-    mt: np.ndarray, z: np.ndarray, t: np.ndarray, w: np.ndarray, gamma: float
+    mt: np.ndarray, z: np.ndarray, tinv: np.ndarray, w: np.ndarray, gamma: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """F(m̃) = −1/m̃ + γ Σ w t/(1 + t m̃) − z and F'(m̃) = 1/m̃² − γ Σ w t²/(1 + t m̃)²."""
-    r = t[None, :] / (1.0 + t[None, :] * mt[:, None])
-    f = -1.0 / mt + gamma * (r @ w) - z
-    df = 1.0 / mt**2 - gamma * ((r * r) @ w)
-    return f, df
+    """F(m̃) = −1/m̃ + γ Σ w t/(1 + t m̃) − z and F'(m̃) = 1/m̃² − γ Σ w t²/(1 + t m̃)².
+
+    With r = t/(1 + t m̃) = 1/(1/t + m̃) = (d − iq)/(d² + q²), d = 1/t + Re m̃, q = Im m̃, in real
+    arithmetic over cache-sized blocks of points.
+    """
+    s1 = np.empty(mt.shape, dtype=complex)
+    s2 = np.empty(mt.shape, dtype=complex)
+    step = max(1, _BLOCK_ELEMENTS // tinv.size)
+    for lo in range(0, mt.size, step):
+        blk = slice(lo, lo + step)
+        d = tinv[None, :] + mt.real[blk, None]
+        q = mt.imag[blk, None]
+        inv = 1.0 / (d * d + q * q)
+        re, im = d * inv, q * inv  # r = re − i im
+        s1[blk] = re @ w - 1j * (im @ w)
+        s2[blk] = (re * re - im * im) @ w - 2j * ((re * im) @ w)
+    return -1.0 / mt + gamma * s1 - z, 1.0 / mt**2 - gamma * s2
 
 
 def solve_companion(
@@ -35,47 +50,46 @@ def solve_companion(
     w: np.ndarray,
     gamma: float,
     *,
-    fixed_point_iters: int = 40,
-    newton_iters: int = 12,
-    tol: float = 1e-12,
+    shrink: float = 8.0,
+    newton_iters: int = 30,
+    tol: float = 1e-13,
 ) -> np.ndarray:
     """Companion transform m̃(z) (Im z > 0) of the deformed MP law MP(γ, ν), ν = Σ w_k δ_{t_k}.
 
-    ε = Im z is lowered from a large start value to its target in factors of 10; the damped
-    fixed point converges at the start (the map is a contraction for large Im z), and Newton
-    tracks the solution down. Newton steps that would leave the upper half plane are halved.
+    Continuation in ε = Im z: at ε = 4·scale the solution is within a few per cent of −1/z
+    (m̃(z) = −1/z + O(|z|⁻²)); ε is then lowered by ``shrink`` per stage down to the target, each
+    stage solved by Newton from the previous stage's solution. Newton steps that would leave the
+    upper half plane are halved, which keeps the iteration on the Stieltjes branch.
     """
-    z = np.asarray(z, dtype=complex)
+    z = np.asarray(z, dtype=complex).ravel()
     t = np.asarray(t, dtype=float)
     w = np.asarray(w, dtype=float)
+    pos = t > 0  # atoms at t = 0 add nothing to Σ w t/(1 + t m̃)
+    tinv, w = 1.0 / t[pos], w[pos]
     eps_target = z.imag.copy()
     scale = max(float(np.max(np.abs(z.real))), float(np.max(t)), 1.0)
-    eps = np.maximum(eps_target, 0.5 * scale)
-    zz = z.real + 1j * eps
-    mt = -1.0 / zz
-    for _ in range(fixed_point_iters):
-        new = -1.0 / (zz - gamma * ((t[None, :] / (1.0 + t[None, :] * mt[:, None])) @ w))
-        mt = 0.5 * mt + 0.5 * new
+    eps = np.maximum(eps_target, 4.0 * scale)
+    mt = -1.0 / (z.real + 1j * eps)
     while True:
-        eps = np.maximum(eps / 10.0, eps_target)
         zz = z.real + 1j * eps
-        active = np.ones(z.shape, dtype=bool)
+        idx = np.arange(z.size)
         for _ in range(newton_iters):
-            idx = np.flatnonzero(active)
-            if idx.size == 0:
-                break
-            f, df = _residual(mt[idx], zz[idx], t, w, gamma)
+            f, df = _residual(mt[idx], zz[idx], tinv, w, gamma)
             step = f / df
-            new = mt[idx] - step
+            old = mt[idx]
+            new = old - step
             bad = new.imag <= 0
             while np.any(bad):  # keep Im m̃ > 0: halve offending steps
                 step[bad] *= 0.5
-                new[bad] = mt[idx][bad] - step[bad]
+                new[bad] = old[bad] - step[bad]
                 bad = new.imag <= 0
             mt[idx] = new
-            active[idx] = np.abs(step) > tol * np.abs(new)
+            idx = idx[np.abs(step) > tol * np.abs(new)]
+            if idx.size == 0:
+                break
         if np.all(eps == eps_target):
             return mt
+        eps = np.maximum(eps / shrink, eps_target)
 
 
 def deformed_mp_density(
@@ -98,28 +112,28 @@ def deformed_mp_density(
     return np.maximum(m.imag / np.pi, 0.0).reshape(x.shape)
 
 
-def cdf_quantile_atoms(
+def bin_atoms(
     density: np.ndarray, u: np.ndarray, x: np.ndarray, dxdu: np.ndarray, k: int
-) -> np.ndarray:
-    """k equal-mass atoms of a density sampled at x(u): the means of its k quantile bins.
+) -> tuple[np.ndarray, np.ndarray]:
+    """A density sampled at x(u), u ∈ [0, 1], as ≤ k weighted atoms (weights sum to 1).
 
-    Bin j is [F⁻¹((j−1)/k), F⁻¹(j/k)]; its atom is the bin's conditional mean, which keeps the
-    first moment exactly and integrates smooth functions to second order even in the bins at a
-    square-root edge (a mid-quantile point is first-order wrong there). CDF F and first moment
-    are integrated in the grid variable u (trapezoid on ρ(x(u)) x'(u), smooth at square-root
-    edges when x(u) clusters there) and normalised to total mass 1.
+    Bins are k equal steps in u; with x(u) clustered at the support's ends (cosine map) they
+    are fine where the edge behaviour matters. Each atom sits at its bin's conditional mean with
+    the bin's mass (first moment exact, smooth integrands to second order); empty bins are
+    dropped. Mass and first moment are integrated in u (trapezoid on ρ(x(u)) x'(u), smooth at
+    square-root edges under the cosine map). Equal-mass (quantile) bins are coarse exactly at
+    the edge that sets the next level's edge: with 800 of them the next edges came out
+    2e-4–7e-4 low at depths 2–3, against ~1e-5 for 400 edge-refined bins.
     """
     g = density * dxdu
     du = np.diff(u)
-    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (g[1:] + g[:-1]) * du)])
+    mass = np.concatenate([[0.0], np.cumsum(0.5 * (g[1:] + g[:-1]) * du)])
     gx = g * x
     first = np.concatenate([[0.0], np.cumsum(0.5 * (gx[1:] + gx[:-1]) * du)])
-    if cdf[-1] <= 0:
-        raise ValueError("density: no mass on the grid to take quantiles from")
-    first /= cdf[-1]
-    cdf /= cdf[-1]
-    # cdf is non-decreasing; np.interp needs strictly increasing abscissae, so drop flat runs
-    keep = np.concatenate([[True], np.diff(cdf) > 0])
-    p = np.linspace(0.0, 1.0, k + 1)
-    moment_at = np.interp(p, cdf[keep], first[keep])
-    return np.diff(moment_at) * k
+    if mass[-1] <= 0:
+        raise ValueError("density: no mass on the grid to build atoms from")
+    ub = np.linspace(u[0], u[-1], k + 1)
+    w = np.diff(np.interp(ub, u, mass))
+    mom = np.diff(np.interp(ub, u, first))
+    keep = w > 1e-14 * mass[-1]
+    return mom[keep] / w[keep], w[keep] / w[keep].sum()

@@ -3,7 +3,7 @@
 A level is a probability law μ on [0, ∞) with what spike propagation needs (THEORY.md §3): its
 right edge E, its Stieltjes transform m(x) = ∫ dμ(λ)/(λ − x) and m'(x) = ∫ dμ(λ)/(λ − x)² at
 real x > E (vectorised; NaN at x ≤ E), its mean, its atom at 0, a density for histogram overlays
-and quantile atoms (a discrete stand-in used by the density route).
+and weighted atoms (a discrete stand-in used by the density route).
 
 - :class:`MarchenkoPasturLevel` — MP(γ0), level 0 for Gaussian-noise inputs (closed forms);
 - :class:`IsotropicLevel` — δ_1 (classical BBP limits, THEORY.md §4);
@@ -16,14 +16,13 @@ and quantile atoms (a discrete stand-in used by the density route).
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 
 import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 
-from kernels.theory.density import cdf_quantile_atoms, deformed_mp_density
+from kernels.theory.density import bin_atoms, deformed_mp_density
 
 __all__ = [
     "DeformedLevel",
@@ -33,10 +32,11 @@ __all__ = [
     "MarchenkoPasturLevel",
 ]
 
-# Density route defaults: quantile atoms of the level below, Im-part offset, grid size.
-_DENSITY_ATOMS = 800
+# Density route defaults: atoms standing for the level below, Im-part offset ε/edge, and the
+# grid on which a level's own density is integrated into atoms.
+_DENSITY_ATOMS = 400
 _DENSITY_EPS = 1e-7
-_QUANTILE_GRID = 1200
+_ATOM_GRID = 1200
 
 
 def _as_float_array(x: np.ndarray | float) -> np.ndarray:
@@ -81,8 +81,8 @@ class Level(ABC):
         """Density of the continuous part of μ at x (the atom at 0 is :attr:`atom_zero`)."""
 
     @abstractmethod
-    def quantile_atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(points, weights): a discrete law close to μ (k mid-quantiles plus the atom at 0)."""
+    def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(points, weights): a discrete law close to μ (≤ k atoms plus the atom at 0)."""
 
 
 class MarchenkoPasturLevel(Level):
@@ -125,18 +125,18 @@ class MarchenkoPasturLevel(Level):
             rho = np.sqrt((self.edge - x) * (x - self.left_edge)) / (2 * np.pi * self.gamma * x)
         return np.where(inside, rho, 0.0)
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - levels are long-lived and few
-    def quantile_atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k mid-quantiles of the continuous part (weight (1 − atom)/k each) plus the atom at 0."""
-        u, x, dxdu = _edge_clustered_grid(self.left_edge, self.edge, 4 * _QUANTILE_GRID)
-        q = cdf_quantile_atoms(self.density(x), u, x, dxdu, k)
-        return _with_zero_atom(q, self.atom_zero)
+    def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Edge-refined bin atoms of the continuous part (:func:`bin_atoms`) plus the atom at 0."""
+        u, x, dxdu = _edge_clustered_grid(self.left_edge, self.edge, 4 * _ATOM_GRID)
+        return _with_zero_atom(*bin_atoms(self.density(x), u, x, dxdu, k), self.atom_zero)
 
 
-def _with_zero_atom(q: np.ndarray, atom: float) -> tuple[np.ndarray, np.ndarray]:
-    w = np.full(q.size, (1.0 - atom) / q.size)
+def _with_zero_atom(
+    q: np.ndarray, w: np.ndarray, atom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous-part atoms (weights summing to 1) rescaled to 1 − atom, plus the atom at 0."""
     if atom > 0:
-        return np.concatenate([[0.0], q]), np.concatenate([[atom], w])
+        return np.concatenate([[0.0], q]), np.concatenate([[atom], (1.0 - atom) * w])
     return q, w
 
 
@@ -164,7 +164,7 @@ class IsotropicLevel(Level):
         """Zero: the law is a point mass at 1."""
         return np.zeros_like(_as_float_array(x))
 
-    def quantile_atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The single atom at 1."""
         return np.array([1.0]), np.array([1.0])
 
@@ -173,7 +173,7 @@ class EmpiricalLevel(Level):
     """Plug-in law Σ w_i δ_{λ_i} of measured (bulk) eigenvalues: m(x) = Σ w_i/(λ_i − x).
 
     Pass the bulk only (spikes removed): the edge is the largest eigenvalue given. Used for inputs
-    that are not Gaussian noise, and to run the Fan–Wang recursion on quantile atoms.
+    that are not Gaussian noise, and to run the Fan–Wang recursion on atoms.
     """
 
     def __init__(
@@ -220,7 +220,7 @@ class EmpiricalLevel(Level):
         rho = (self.smoothing / (d * d + self.smoothing**2)) @ self.weights[nz] / np.pi
         return rho.reshape(x.shape)
 
-    def quantile_atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The atoms themselves."""
         return self.points, self.weights
 
@@ -257,12 +257,13 @@ class DeformedLevel(Level):
         self.support_right = self.b2 * lower.edge + 1.0 - self.b2
         self.population_mean = self.b2 * lower.mean + 1.0 - self.b2
         self.mean = self.population_mean  # trace is preserved: E_μ λ = E_ν t
-        pop_zero = lower.atom_zero if self.b2 == 1.0 else 0.0
+        # t = b² x + 1 − b² puts an atom at (numerically) 0 only for a linear activation
+        pop_zero = lower.atom_zero if 1.0 - self.b2 < 1e-12 else 0.0
         self.atom_zero = max(0.0, 1.0 - 1.0 / self.gamma, pop_zero)
         self.alpha_c = self._critical_alpha()
         self.edge = float(self.psi(self.alpha_c)[0])
         self._build_table(nodes)
-        self._quantiles: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._atoms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __repr__(self) -> str:
         return f"DeformedLevel({self.lower!r}, b={self.b!r}, gamma={self.gamma!r})"
@@ -372,22 +373,23 @@ class DeformedLevel(Level):
 
     # -- density route ----------------------------------------------------------------------
     def population_atoms(self, k: int = _DENSITY_ATOMS) -> tuple[np.ndarray, np.ndarray]:
-        """ν as weighted atoms: quantile atoms of the level below mapped by t = b² x + 1 − b²."""
-        q, w = self.lower.quantile_atoms(k)
+        """ν as weighted atoms: atoms of the level below mapped by t = b² x + 1 − b²."""
+        q, w = self.lower.atoms(k)
         return self.b2 * q + 1.0 - self.b2, w
 
     def density(
         self, x: np.ndarray | float, *, atoms: int = _DENSITY_ATOMS, eps: float | None = None
     ) -> np.ndarray:
-        """Continuous part of the density, by the Silverstein fixed point on ν's quantile atoms."""
+        """Continuous part of the density, by the Silverstein equation on ν's atoms (density.py)."""
         t, w = self.population_atoms(atoms)
         eps = _DENSITY_EPS * self.edge if eps is None else eps
         return deformed_mp_density(_as_float_array(x), t, w, self.gamma, self.atom_zero, eps)
 
-    def quantile_atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """k mid-quantiles of the continuous part from the density on [0, E], plus the atom at 0."""
-        if k not in self._quantiles:
-            u, x, dxdu = _edge_clustered_grid(0.0, self.edge, _QUANTILE_GRID)
-            q = cdf_quantile_atoms(self.density(x), u, x, dxdu, k)
-            self._quantiles[k] = _with_zero_atom(q, self.atom_zero)
-        return self._quantiles[k]
+    def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Edge-refined bin atoms of this level's density on [0, E], plus the atom at 0 (cached)."""
+        if k not in self._atoms:
+            u, x, dxdu = _edge_clustered_grid(0.0, self.edge, _ATOM_GRID)
+            self._atoms[k] = _with_zero_atom(
+                *bin_atoms(self.density(x), u, x, dxdu, k), self.atom_zero
+            )
+        return self._atoms[k]

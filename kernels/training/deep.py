@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-
 from kernels.activations import Activation
 from kernels.backend import Backend
 from kernels.seeding import SeedLike, derive
@@ -42,7 +41,7 @@ def _check_chain(X0: Any, weights: Sequence[Any]) -> None:
 
 def forward_with_weights(X0: Any, weights: Sequence[Any], activation: str | Activation,
                          backend: Backend) -> Iterator[Any]:
-    """Yield the features X_0, X_1, ..., X_L with X_ℓ = σ(W_ℓ X_{ℓ−1})/√d_ℓ (columns are samples)."""
+    """Yield the features X_0, ..., X_L, X_ℓ = σ(W_ℓ X_{ℓ−1})/√d_ℓ (columns are samples)."""
     _check_chain(X0, weights)
     act = as_activation(activation)
     X = X0
@@ -53,7 +52,7 @@ def forward_with_weights(X0: Any, weights: Sequence[Any], activation: str | Acti
 
 
 def draw_readout(width: int, seed: SeedLike, backend: Backend) -> Any:
-    """The fixed readout a ~ N(0, I_width), drawn from the child ``(seed, "deep-readout")``."""
+    """Draw the fixed readout a ~ N(0, I_width) from the child ``(seed, "deep-readout")``."""
     return backend.standard_normal(backend.rng(derive(seed, "deep-readout")), (int(width),))
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "loss",
     "step_sizes",
     "train",
+    "train_with_losses",
 ]
 
 _SCHEDULES = ("constant", "linear")
@@ -86,7 +87,7 @@ def _positive_int(name: str, value: int) -> int:
 
 
 def as_activation(activation: str | Activation) -> Activation:
-    """The registry's normalised activation for a name (or the activation itself)."""
+    """Look up the registry's normalised activation by name (an Activation passes through)."""
     return activation if isinstance(activation, Activation) else get_activation(activation)
 
 
@@ -155,19 +156,24 @@ def gradient(W: Any, data: TeacherStudentData, activation: str | Activation) -> 
 
     With Z = XW, f = σ(Z)a/√N and r = y − f: G = Xᵀ[(r aᵀ) ⊙ σ'(Z)] / (n√N)  (d×N).
     """
-    act = as_activation(activation)
+    return _gradient_and_loss(W, data, as_activation(activation))[0]
+
+
+def _gradient_and_loss(W: Any, data: TeacherStudentData, act: Activation) -> tuple[Any, float]:
+    """(G, L(W)) from one forward pass (the loss comes free with the residual)."""
     xp = data.backend.xp
     Z = data.X @ W
-    inv_sqrt_n_width = 1.0 / math.sqrt(data.N)
-    r = data.y - act(Z, xp=xp) @ data.a * inv_sqrt_n_width
+    inv_sqrt_width = 1.0 / math.sqrt(data.N)
+    r = data.y - act(Z, xp=xp) @ data.a * inv_sqrt_width
     D = activation_derivative(act, Z, xp)
     D *= r[:, None]
     D *= data.a[None, :]
-    return (data.X.T @ D) * (inv_sqrt_n_width / data.n)
+    value = float(data.backend.to_host(r @ r)) / (2.0 * data.n)
+    return (data.X.T @ D) * (inv_sqrt_width / data.n), value
 
 
 def step_sizes(lr: float, steps: int, schedule: str = "constant") -> np.ndarray:
-    """The per-step rates η_t, t = 1..T, summing to η = ``lr``.
+    """Return the per-step rates η_t, t = 1..T, summing to η = ``lr``.
 
     ``"constant"``: η_t = η/T (the paper's). ``"linear"``: η_t ∝ T − t + 1 (linear decay).
     """
@@ -197,6 +203,22 @@ def train(
     must equal their sum). ``lr = 0`` returns a copy of W0. ``backend`` defaults to the data's and
     must match it.
     """
+    return train_with_losses(data, activation, lr, steps, backend, schedule)[0]
+
+
+def train_with_losses(
+    data: TeacherStudentData,
+    activation: str | Activation,
+    lr: float,
+    steps: int,
+    backend: Backend | None = None,
+    schedule: str | Sequence[float] = "constant",
+) -> tuple[Any, np.ndarray]:
+    """As :func:`train`, also returning the training losses L(W_0), ..., L(W_{T−1}).
+
+    The losses come from the forward passes the gradients need anyway (for ``lr = 0``: L(W0)
+    alone, one extra pass). L(W_T) needs one more pass: :func:`loss`.
+    """
     if backend is not None and (backend.name, backend.dtype) != (data.backend.name,
                                                                  data.backend.dtype):
         raise ValueError(f"backend: {backend.name}/{backend.dtype} differs from the data's "
@@ -211,8 +233,10 @@ def train(
     act = as_activation(activation)
     W = data.W0.copy()
     if lr == 0:
-        return W
+        return W, np.array([loss(W, data, act)])
     scale = math.sqrt(data.N)
-    for eta_t in etas:
-        W += (float(eta_t) * scale) * gradient(W, data, act)
-    return W
+    losses = np.empty(len(etas))
+    for t, eta_t in enumerate(etas):
+        G, losses[t] = _gradient_and_loss(W, data, act)
+        W += (float(eta_t) * scale) * G
+    return W, losses

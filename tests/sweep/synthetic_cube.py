@@ -67,7 +67,8 @@ def synthetic_cube(axes: Mapping[str, Sequence[Any]], *, fixed: Mapping[str, Any
     gamma0 = 1.0 / p.get("input_ratio", 1.0)
     theory_edge = (1 + np.sqrt(gamma0)) ** 2 * (1 + 0.3 * layer) + base
     theory_spike = ((1 + s**2) * (gamma0 + s**2) / s**2 * (1 + 0.2 * layer)).where(survives == 1)
-    theory_align = ((1 - 1 / s**2).clip(0.05, 1) * 0.8**layer).where(survives == 1, 0.0)
+    decay = 1 / (1 + 0.3 / p.get("width_ratio", 1.0))  # wider layers lose less alignment
+    theory_align = ((1 - 1 / s**2).clip(0.05, 1) * decay**layer).where(survives == 1, 0.0)
 
     rng = np.random.default_rng(seed)
     non_strength = [a for a in axis_names if a != strength]
@@ -127,7 +128,9 @@ def synthetic_cube(axes: Mapping[str, Sequence[Any]], *, fixed: Mapping[str, Any
     ds["error"] = xr.full_like(status, "", dtype=object)
     for where in not_run:
         _mark_pending(ds, where)
+    canonical = (*axis_names, "replicate", "layer", "k", "signal", "bin")
     for name in ds.data_vars:
+        ds[name] = ds[name].transpose(*[d for d in canonical if d in ds[name].dims])
         ds[name].attrs.setdefault("long_name", name.replace("_", " "))
     ds.attrs.update(study="synthetic", experiment=experiment, spec_hash="0" * 16,
                     study_toml="", fixed=json.dumps(fixed), version="test", git_commit="",

@@ -152,10 +152,10 @@ def test_lock_refuses_live_holder_and_takes_over_dead(spec, tmp_path: Path) -> N
     # a lock left by a process that is gone is taken over
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    (path / ".spikesweep.lock").write_text(json.dumps(
+    path.with_name("c.zarr.lock").write_text(json.dumps(
         {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "then"}))
     lock = StoreLock(path)
     lock.acquire()
     assert lock.held
     lock.release()
-    assert not (path / ".spikesweep.lock").exists()
+    assert not path.with_name("c.zarr.lock").exists()
