@@ -77,7 +77,7 @@ class InputSample:
 
 
 def _orthonormal_directions(rng: np.random.Generator, d0: int, r: int) -> np.ndarray:
-    """r Haar-random orthonormal vectors in R^{d0} as rows (QR of a Gaussian, signs fixed)."""
+    """Draw r Haar-random orthonormal vectors in R^{d0} as rows (QR of a Gaussian, signs fixed)."""
     if r == 0:
         return np.zeros((0, d0))
     q, rr = np.linalg.qr(rng.standard_normal((d0, r)))
@@ -85,7 +85,7 @@ def _orthonormal_directions(rng: np.random.Generator, d0: int, r: int) -> np.nda
 
 
 def _class_contrasts(rng: np.random.Generator, n: int, r: int) -> np.ndarray:
-    """r orthonormal, balanced, delocalised vectors in R^n as rows.
+    """Draw r orthonormal, balanced, delocalised vectors in R^n as rows.
 
     Each sample gets an r-bit class code; codes are spread evenly over the 2^r patterns and
     randomly permuted, and b_i(j) = ±1/√n is bit i of sample j's code. When 2^r divides n these

@@ -1,5 +1,6 @@
-"""Eigenpairs of the conjugate kernel K = FᵀF from the features F (d × n), without forming K
-when a smaller matrix will do.
+"""Eigenpairs of the conjugate kernel K = FᵀF from the features F (d × n).
+
+K itself is never formed when a smaller matrix will do.
 
 - Dual Gram: when d < n, K = FᵀF and G = FFᵀ (d × d) share their nonzero eigenvalues, and an
   eigenvector u of G maps to the eigenvector v = Fᵀu/√λ of K (unit norm since uᵀFFᵀu = λ).
@@ -80,7 +81,8 @@ def _prepare(F: Any, backend: Backend | None) -> tuple[Any, Any]:
 
 def _gram(F: Any, xp: Any, dual: bool) -> Any:
     """FFᵀ (dual) or FᵀF, computed in F's dtype and solved in float64."""
-    G = F @ F.T if dual else F.T @ F
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below as NonFiniteError
+        G = F @ F.T if dual else F.T @ F
     G = G.astype(xp.float64, copy=False)
     check_finite(G, "Gram matrix")
     return G
@@ -141,7 +143,7 @@ def top_eigenpairs(
     backend: Backend | None = None,
     operator: str = "gram",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest eigenpairs of K = FᵀF for features F (d × n).
+    """Return the k largest eigenpairs of K = FᵀF for features F (d × n).
 
     Args:
         F: feature matrix (numpy or cupy), d × n.
@@ -149,7 +151,8 @@ def top_eigenpairs(
         method: "lanczos" (default; dense when small or k > dim/4) or "dense" (reference).
         seed: seeds the Lanczos start vector (default ``SeedSequence(0)``: deterministic).
         backend: array module to solve on (default: F's own).
-        operator: "gram" (form the Gram, default, faster here) or "linear" (v -> Fᵀ(Fv), numpy only).
+        operator: "gram" (form the Gram; default, faster here) or "linear" (v -> Fᵀ(Fv);
+            numpy only).
 
     Returns:
         (vals (k,) descending, vecs (n, k) unit columns), host float64. When d < n and k <= d
@@ -198,7 +201,7 @@ def top_eigenpairs(
 
 
 def _map_dual(F: Any, vals: Any, U: Any, xp: Any) -> tuple[Any, Any | None]:
-    """v = Fᵀu/√λ; None for the vectors when some λ is ~0 relative to the top (map undefined)."""
+    """Map u to v = Fᵀu/√λ; vectors None when some λ is ~0 relative to the top (map undefined)."""
     top = float(vals[0]) if vals.shape[0] else 0.0
     if top <= 0 or float(vals[-1]) <= 1e-10 * top:
         return vals, None
@@ -214,7 +217,7 @@ def _primal_dense(F: Any, xp: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def all_eigenvalues(F: Any, backend: Backend | None = None) -> np.ndarray:
-    """The full spectrum of K = FᵀF (n values, ascending, host float64) via the smaller Gram.
+    """Return the full spectrum of K = FᵀF (n values, ascending, host float64) via the smaller Gram.
 
     When d < n the n − d zero eigenvalues are included (exact zeros).
     """

@@ -46,15 +46,18 @@ def layer_widths(n: int, width_ratios: Sequence[float]) -> tuple[int, ...]:
 
 
 def layer_weights(seed: SeedLike, layer: int, d_out: int, d_in: int, backend: Backend) -> Any:
-    """W_ℓ (d_out × d_in, entries N(0, 1)) for ``layer`` ℓ >= 1, from ``derive(seed, "layer", ℓ)``."""
+    """Draw W_ℓ (d_out × d_in, entries N(0, 1)) for ``layer`` ℓ >= 1 from (seed, "layer", ℓ)."""
     if layer < 1:
         raise ValueError(f"layer: weights exist for layers >= 1, got {layer}")
     return backend.standard_normal(backend.rng(derive(seed, "layer", layer)), (d_out, d_in))
 
 
 def initial_weights(d0: int, widths: Sequence[int], seed: SeedLike, backend: Backend) -> list[Any]:
-    """[W_1, ..., W_L] for input dimension d0 and hidden ``widths``: exactly the matrices
-    :func:`forward` draws with the same seed (for code that needs to hold or train them)."""
+    """Return [W_1, ..., W_L] for input dimension d0 and hidden ``widths``.
+
+    Exactly the matrices :func:`forward` draws with the same seed (for code that needs to hold
+    or train them).
+    """
     dims = (int(d0), *_check_widths(widths))
     if dims[0] < 1:
         raise ValueError(f"d0: must be a positive int, got {d0!r}")
@@ -109,7 +112,7 @@ def forward_batch(
         W = layer_weights(seed, layer, d_out, current[0].shape[0], backend)
         scale = 1.0 / np.sqrt(d_out)
         nxt = []
-        for X, sigma in zip(current, sigmas):
+        for X, sigma in zip(current, sigmas, strict=True):
             F = sigma(W @ X, xp=xp)
             F *= scale
             nxt.append(F)

@@ -40,6 +40,7 @@ from kernels.seeding import SeedLike
 
 __all__ = [
     "EXTRA_EIGENVALUES",
+    "FIT_POINTS",
     "GAP_MULTIPLE",
     "LayerMeasurement",
     "detect_outliers",
@@ -90,7 +91,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def detect_outliers(eigvals: np.ndarray) -> tuple[int, float]:
-    """Number of outliers and the empirical bulk edge from the top eigenvalues (module doc).
+    """Count outliers and estimate the bulk edge from the top eigenvalues (module doc).
 
     ``eigvals``: the top m nonzero eigenvalues, descending (m >= FIT_POINTS + 1 for a result;
     fewer gives (0, NaN)). Uses no theory: only gaps relative to the local bulk spacing.
@@ -126,8 +127,9 @@ def detect_outliers(eigvals: np.ndarray) -> tuple[int, float]:
 def match_signals(
     overlap: np.ndarray, eigval: np.ndarray, n_outliers: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy matching of signals to eigenvectors: signal i (in order) takes the unused top-k
-    eigenvector with the largest squared overlap.
+    """Match signals to eigenvectors greedily.
+
+    Signal i (in order) takes the unused top-k eigenvector with the largest squared overlap.
 
     Returns (align (r,), spike_emp (r,), detected (r,)); NaN/False once eigenvectors run out.
     """
@@ -148,7 +150,7 @@ def match_signals(
 def spectrum_histogram(
     spectrum: np.ndarray, bins: int, hist_range: tuple[float, float] | None = None
 ) -> np.ndarray:
-    """Counts / (n · bin width) over ``hist_range`` (default: the spectrum's min to max).
+    """Histogram counts / (n · bin width) over ``hist_range`` (default: the spectrum's min to max).
 
     Normalised by the total number of eigenvalues n, not by those inside the range, so it is
     comparable to a limiting density (including an atom at 0 when d < n) on any window.

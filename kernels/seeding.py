@@ -39,7 +39,7 @@ def _key_to_int(key: int | str) -> int:
 
 
 def derive(seed: SeedLike, *keys: int | str) -> np.random.SeedSequence:
-    """The child of ``seed`` named by ``keys`` (e.g. ``derive(s, "layer", 3)``).
+    """Return the child of ``seed`` named by ``keys`` (e.g. ``derive(s, "layer", 3)``).
 
     Pure: it neither reads nor advances ``seed``'s spawn counter, so calling it twice, or in
     another order, gives the same child.
@@ -53,5 +53,5 @@ def derive(seed: SeedLike, *keys: int | str) -> np.random.SeedSequence:
 
 
 def host_rng(seed: SeedLike, *keys: int | str) -> np.random.Generator:
-    """A numpy ``Generator(PCG64)`` on the child ``derive(seed, *keys)`` (bitwise reproducible)."""
+    """Return a numpy ``Generator(PCG64)`` on ``derive(seed, *keys)`` (bitwise reproducible)."""
     return np.random.Generator(np.random.PCG64(derive(seed, *keys)))

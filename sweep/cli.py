@@ -174,7 +174,8 @@ def map_(
     x: Annotated[str | None, typer.Option(help="x axis (a dimension)")] = None,
     y: Annotated[str | None, typer.Option(help="y axis (a dimension)")] = None,
     tol: Annotated[float, typer.Option(help="breakdown tolerance (relative error)")] = 0.05,
-    metric: Annotated[str, typer.Option(help="breakdown metric: spike or align")] = "spike",
+    metric: Annotated[str, typer.Option(
+        help="breakdown metric: spike, align, edge, spike_realised, align_realised")] = "spike",
     sel: Annotated[list[str], typer.Option(help="name=value selections (repeat)")] = [],  # noqa: B006
     out: Annotated[Path, typer.Option(help="output folder")] = Path("results/maps"),
 ) -> None:

@@ -113,8 +113,9 @@ def _one_step_sizes(values: dict) -> tuple[int, int, int, int]:
     n = int(values["n"])
     d = max(1, round(values["input_ratio"] * n))
     width = max(1, round(values["width_ratio"] * n))
-    n_test = max(1, round(values["test_ratio"] * n))
-    return n, d, width, n_test
+    # fresh test set of n samples: the test-CK ratio N/n is Theorem 6's gamma1
+    return n, d, width, n
+
 
 
 def _extremes(spec: Spec) -> dict:

@@ -629,42 +629,38 @@ def _spectrum(cube: xr.Dataset, out_dir: Path, signal: Any, density: DensityFn |
     return pngs, data, _table(tab, "bulk edge and spike: theory vs replicate mean" + note)
 
 
-_LEVELS: dict[tuple[float, float, float], list[Any]] = {}
-
-
 def theory_density(point: Mapping[str, Any], layer: int, x: np.ndarray) -> np.ndarray | None:
     """Limiting bulk density of K_layer at ``x`` for a deep-ck point (THEORY §3), else None.
 
     Level 0 is MP(γ0 = n/d0 = 1/input_ratio), the noise bulk of both input models; level ℓ ≥ 1
     the deformed MP law with ratio γ = 1/width_ratio and population law of b² x + 1 − b²
-    (Fan & Wang 2020; :mod:`kernels.theory.levels`). Only the continuous part (the atom at 0
-    when γ > 1 is left out). None for one-step cubes and activations outside the theory.
+    (Fan & Wang 2020), from :func:`kernels.theory.bulk_density` (cached chains). Only the
+    continuous part (the atom at 0 when γ > 1 is left out). None for one-step cubes and
+    activations outside the theory (never drawn as if it applied).
     """
     from kernels.activations import get_activation
-    from kernels.theory.levels import DeformedLevel, MarchenkoPasturLevel
+    from kernels.theory import bulk_density
     from sweep.params import DEEP_CK
 
     if point.get("experiment", "deep-ck") != "deep-ck":
         return None
     get = {k: point.get(k, DEEP_CK[k].default) for k in ("activation", "input_ratio",
                                                           "width_ratio")}
-    act = get_activation(str(get["activation"]))
-    if not act.theory_valid:
+    if not get_activation(str(get["activation"])).theory_valid:
         return None
-    key = (float(get["input_ratio"]), float(get["width_ratio"]), float(act.b))
-    chain = _LEVELS.setdefault(key, [MarchenkoPasturLevel(1.0 / key[0])])
-    while len(chain) <= layer:  # levels are built once and reused for deeper layers
-        chain.append(DeformedLevel(chain[-1], key[2], 1.0 / key[1]))
-    level = chain[layer]
     out = np.zeros_like(x, dtype=float)
-    inside = (x > 0) & (x < level.edge)  # zero right of the edge: no solve needed there
-    out[inside] = level.density(x[inside])
+    inside = x > 0  # the solver needs no points right of the edge, but cannot know it here
+    out[inside] = bulk_density(str(get["activation"]), float(get["input_ratio"]),
+                               [float(get["width_ratio"])] * layer, layer, x[inside])
     return out
 
 
 def _density(cube: xr.Dataset, data: xr.Dataset, row: str | None,
              density: DensityFn) -> xr.DataArray:
-    grid = np.linspace(float(data["bin_lo"].min()), float(data["bin_hi"].max()), 300)
+    lo, hi = float(data["bin_lo"].min()), float(data["bin_hi"].max())
+    # deep layers pile mass near 0 in a sharp peak: add geometric points there
+    grid = np.unique(np.concatenate([np.linspace(lo, hi, 300),
+                                     np.geomspace(hi * 1e-4, hi * 0.1, 100)]))
     fixed = {**_fixed(cube), "experiment": cube.attrs.get("experiment", "deep-ck")}
     rows = list(cube[row].values) if row else [None]
     out = np.full((len(rows), data.sizes["layer"], grid.size), np.nan)

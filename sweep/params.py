@@ -96,7 +96,6 @@ ONE_STEP: dict[str, ParamDef] = {
     "lr": ParamDef(float, 1.0, _non_negative, False, True, "total learning rate eta0 (eta = eta0 N^a)"),
     "lr_scaling": ParamDef(float, 0.0, _non_negative, False, True,
                            "exponent a in eta = eta0 * N^a (0: theory regime; 1/2: large steps)"),
-    "test_ratio": ParamDef(float, 1.0, _positive, True, True, "test samples / n"),
 }
 
 EXPERIMENTS: dict[str, dict[str, ParamDef]] = {"deep-ck": DEEP_CK, "one-step": ONE_STEP}

@@ -95,10 +95,11 @@ def _deep_point(spec: Spec, values: dict, seed: np.random.SeedSequence, backend:
         from kernels.network import initial_weights
         from kernels.training import forward_with_weights, train_deep
 
-        labels = np.sign(sample.signals[0]) if sample.signals.size else None
-        weights = train_deep(sample.X, labels, initial_weights(sample.X.shape[0], widths, _child(seed, 1),
-                                                               backend),
-                             values["activation"], float(values["lr"]), int(values["steps"]), backend)
+        # labels: the class signs of the first signal (balanced +-1/sqrt(n) contrasts)
+        labels = np.sign(sample.signals[0])
+        start = initial_weights(sample.X.shape[0], widths, _child(seed, 1), backend)
+        weights = train_deep(sample.X, labels, start, values["activation"], float(values["lr"]),
+                             int(values["steps"]), backend, seed=_child(seed, 3))
         layers = forward_with_weights(sample.X, weights, values["activation"], backend)
     else:
         layers = forward(sample.X, widths, values["activation"], _child(seed, 1), backend)

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.optimize import brentq
 
-from kernels.theory.density import bin_atoms, deformed_mp_density
+from kernels.theory.density import bin_atoms, deformed_mp_density, edge_clustered_cells
 
 __all__ = [
     "DeformedLevel",
@@ -36,19 +36,22 @@ __all__ = [
 # grid on which a level's own density is integrated into atoms.
 _DENSITY_ATOMS = 400
 _DENSITY_EPS = 1e-7
-_ATOM_GRID = 1200
+_ATOM_CELLS = 1200
 
 
 def _as_float_array(x: np.ndarray | float) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
-def _edge_clustered_grid(lo: float, hi: float, size: int) -> tuple[np.ndarray, ...]:
-    """x(u) = lo + (hi − lo)(1 − cos πu)/2 on u ∈ [0, 1]: dense at both ends (square-root edges)."""
-    u = np.linspace(0.0, 1.0, size)
-    x = lo + (hi - lo) * (1.0 - np.cos(np.pi * u)) / 2.0
-    dxdu = (hi - lo) * np.pi * np.sin(np.pi * u) / 2.0
-    return u, x, dxdu
+def _density_atoms(level: Level, lo: float, k: int, cells: int) -> tuple[np.ndarray, ...]:
+    """≤ k atoms of ``level``'s continuous part on [lo, edge] (midpoint cells), plus the atom at 0."""
+    x, width = edge_clustered_cells(lo, level.edge, cells)
+    mass = level.density(x) * width
+    q, w = bin_atoms(mass, mass * x, k)
+    atom = level.atom_zero
+    if atom > 0:
+        return np.concatenate([[0.0], q]), np.concatenate([[atom], (1.0 - atom) * w])
+    return q, w
 
 
 class Level(ABC):
@@ -127,17 +130,7 @@ class MarchenkoPasturLevel(Level):
 
     def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Edge-refined bin atoms of the continuous part (:func:`bin_atoms`) plus the atom at 0."""
-        u, x, dxdu = _edge_clustered_grid(self.left_edge, self.edge, 4 * _ATOM_GRID)
-        return _with_zero_atom(*bin_atoms(self.density(x), u, x, dxdu, k), self.atom_zero)
-
-
-def _with_zero_atom(
-    q: np.ndarray, w: np.ndarray, atom: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Continuous-part atoms (weights summing to 1) rescaled to 1 − atom, plus the atom at 0."""
-    if atom > 0:
-        return np.concatenate([[0.0], q]), np.concatenate([[atom], (1.0 - atom) * w])
-    return q, w
+        return _density_atoms(self, self.left_edge, k, 4 * _ATOM_CELLS)
 
 
 class IsotropicLevel(Level):
@@ -349,11 +342,13 @@ class DeformedLevel(Level):
         p0, d0 = self.psi(a0)
         with np.errstate(invalid="ignore", divide="ignore"):
             step = (p0 - xo) / d0
-        # near the edge ψ' → 0: take the step only where it is small against the distance to α_c
-        good = (d0 > 0) & (np.abs(step) < 0.5 * (a0 - self.alpha_c))
+        # Skip the step where the residual is already at round-off (near the edge ψ' → 0 and a
+        # step would only amplify it) or where it is not small against the distance to α_c.
+        resolved = np.abs(p0 - xo) > 4.0 * np.finfo(float).eps * xo
+        good = resolved & (d0 > 0) & (np.abs(step) < 0.5 * (a0 - self.alpha_c))
         a1 = np.where(good, a0 - step, a0)
         ddpsi = np.where(inside, self._ddpsi(sc) / (self._dg(sc) + 2.0 * sc), 0.0)
-        d1 = np.where(good, d0 + ddpsi * (a1 - a0), self._dpsi(sc))
+        d1 = np.where(good | ~resolved, d0 + ddpsi * (a1 - a0), self._dpsi(sc))
         alpha[ok], dpsi[ok] = a1, d1
         return alpha, dpsi
 
@@ -388,8 +383,5 @@ class DeformedLevel(Level):
     def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Edge-refined bin atoms of this level's density on [0, E], plus the atom at 0 (cached)."""
         if k not in self._atoms:
-            u, x, dxdu = _edge_clustered_grid(0.0, self.edge, _ATOM_GRID)
-            self._atoms[k] = _with_zero_atom(
-                *bin_atoms(self.density(x), u, x, dxdu, k), self.atom_zero
-            )
+            self._atoms[k] = _density_atoms(self, 0.0, k, _ATOM_CELLS)
         return self._atoms[k]

@@ -115,10 +115,10 @@ def train_deep(
 ) -> list[Any]:
     """Weights after T full-batch steps W_ℓ ← W_ℓ + η_t d_{ℓ−1} √d_L G_ℓ, Σ η_t = ``lr``.
 
-    ``labels`` are the targets y (n,) — for the Gaussian mixture the class signs ±1. The readout
-    is ``readout`` if given, else :func:`draw_readout` from ``seed`` (pass the task's seed so that
-    replicates get independent readouts). The input weights are not modified; ``lr = 0`` returns
-    copies.
+    ``labels`` are the targets y (n,), on the host or the backend — for the Gaussian mixture the
+    class signs ±1. The readout is ``readout`` if given, else :func:`draw_readout` from ``seed``
+    (pass the task's seed: the default 0 gives every replicate the same readout). The input
+    weights are not modified; ``lr = 0`` returns copies.
 
     Raises:
         ValueError: shapes that do not chain, labels not of length n, a readout of the wrong
@@ -126,12 +126,17 @@ def train_deep(
     """
     _check_chain(X0, weights)
     n = X0.shape[1]
+    if labels is None:
+        raise ValueError("labels: training needs targets (got None)")
+    labels = backend.asarray(labels)  # host labels are fine: moved to the backend once here
     if labels.shape != (n,):
         raise ValueError(f"labels: shape {tuple(labels.shape)} must be (n,) = ({n},)")
     width = weights[-1].shape[0]
     if readout is None:
         readout = draw_readout(width, seed, backend)
-    elif readout.shape != (width,):
+    else:
+        readout = backend.asarray(readout)
+    if readout.shape != (width,):
         raise ValueError(f"readout: shape {tuple(readout.shape)} must be (d_L,) = ({width},)")
     etas = step_sizes(lr, steps, schedule)
     act = as_activation(activation)

@@ -87,7 +87,7 @@ def test_same_seed_gives_bitwise_identical_layers():
     run1 = list(forward(X0, (70, 50), "tanh", np.random.SeedSequence(3), BE))
     run2 = list(forward(X0, (70, 50), "tanh", np.random.SeedSequence(3), BE))
     other = list(forward(X0, (70, 50), "tanh", np.random.SeedSequence(4), BE))
-    for a, b, c in zip(run1[1:], run2[1:], other[1:]):
+    for a, b, c in zip(run1[1:], run2[1:], other[1:], strict=True):
         assert np.array_equal(a, b)
         assert not np.array_equal(a, c)
 
@@ -98,7 +98,7 @@ def test_forward_batch_equals_forward_bitwise():
     seed = np.random.SeedSequence(21)
     acts = ["tanh", "sin", "relu"]
     batch = list(forward_batch(inputs, (25, 12), acts, seed, BE))
-    for i, (X0, act) in enumerate(zip(inputs, acts)):
+    for i, (X0, act) in enumerate(zip(inputs, acts, strict=True)):
         alone = list(forward(X0, (25, 12), act, seed, BE))
         for layer in range(3):
             assert np.array_equal(batch[layer][i], alone[layer])
