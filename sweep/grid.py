@@ -111,8 +111,8 @@ def _deep_sizes(values: dict) -> tuple[int, int, int]:
 
 def _one_step_sizes(values: dict) -> tuple[int, int, int, int]:
     n = int(values["n"])
-    d = max(1, round(values["input_ratio"] * n))
-    width = max(1, round(values["width_ratio"] * n))
+    d = int(values.get("d", 0)) or max(1, round(values["input_ratio"] * n))
+    width = int(values.get("N", 0)) or max(1, round(values["width_ratio"] * n))
     # fresh test set of n samples: the test-CK ratio N/n is Theorem 6's gamma1
     return n, d, width, n
 

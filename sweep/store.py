@@ -13,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import platform
+import shutil
 import socket
 import subprocess
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +38,10 @@ __all__ = [
     "StoreError",
     "StoreLock",
     "block_status",
+    "check_space",
+    "check_writable",
     "create_store",
+    "estimate_bytes",
     "histogram_edges",
     "open_cube",
     "pending_blocks",
@@ -69,7 +76,7 @@ def _coords(spec: Spec) -> dict[str, Any]:
 
 
 def histogram_edges(spec: Spec) -> np.ndarray:
-    """Bin edges (layer, bins + 1): [0, 1.3 x max predicted edge or spike over the study] per layer."""
+    """Bin edges (layer, bins + 1): [0, 1.3 x max predicted edge or spike in the study]."""
     from sweep.task import theory_for_point
 
     top = np.zeros(len(spec.layers))
@@ -122,7 +129,7 @@ def provenance(spec: Spec) -> dict[str, str]:
 
 
 def template(spec: Spec) -> xr.Dataset:
-    """The empty cube: coordinates, attributes and every variable at its fill value."""
+    """Build the empty cube: coordinates, attributes and every variable at its fill value."""
     sizes = {**dict(zip(spec.dims, spec.shape, strict=True)), "layer": len(spec.layers),
              "k": spec.measure.top_k, "signal": spec.n_signals, "bin": spec.measure.histogram_bins}
     data_vars = {}
@@ -169,10 +176,55 @@ def _quiet_v3() -> Iterator[None]:
 
 
 def create_store(spec: Spec, path: Path) -> None:
-    """Write the template to a new store at ``path`` (coordinates, attrs, fill values), once."""
+    """Write the template to a new store at ``path`` (coordinates, attrs, fill values), once.
+
+    A template that cannot be written completely (disk full mid-way) is removed again, so a
+    half-written store never blocks the next run.
+    """
     ds = template(spec)
-    with _quiet_v3():
-        ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=True, encoding=_encoding(spec, ds))
+    try:
+        with _quiet_v3():
+            ds.to_zarr(path, mode="w-", zarr_format=3, consolidated=True,
+                       encoding=_encoding(spec, ds))
+    except OSError as exc:
+        shutil.rmtree(path, ignore_errors=True)
+        raise StoreError(f"store: cannot write the template at {str(path)!r} "
+                         f"({exc.strerror or exc}); nothing was computed") from None
+
+
+def estimate_bytes(spec: Spec) -> int:
+    """Upper bound of the finished cube's size on disk: every variable uncompressed.
+
+    Measured values are floats with little redundancy (zstd saves a few per cent), so the bound
+    is close for a complete cube; strings are counted at 16 bytes.
+    """
+    sizes = {**dict(zip(spec.dims, spec.shape, strict=True)), "layer": len(spec.layers),
+             "k": spec.measure.top_k, "signal": spec.n_signals, "bin": spec.measure.histogram_bins}
+    total = 0
+    for v in variables(spec).values():
+        count = math.prod(sizes[d] for d in v.dims(spec))
+        total += count * (16 if v.dtype == "str" else np.dtype(v.dtype).itemsize)
+    return total
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_space(spec: Spec, path: Path, fraction: float = 1.0) -> None:
+    """Refuse, before any work, a disk without room for ``fraction`` of the cube (plus 1 MiB)."""
+    need = int(estimate_bytes(spec) * fraction) + 2**20
+    try:
+        free = shutil.disk_usage(_existing_ancestor(path)).free
+    except OSError:
+        return
+    if free < need:
+        raise StoreError(f"store: {free / 2**20:.1f} MiB free at {str(_existing_ancestor(path))!r} "
+                         f"but the cube needs up to {need / 2**20:.1f} MiB; free space or use "
+                         "--store to write elsewhere")
 
 
 def check_writable(path: Path) -> None:
@@ -203,15 +255,17 @@ def prepare_store(spec: Spec, path: Path, *, overwrite: bool = False) -> bool:
         except Exception:  # not a zarr store, or a half-written template
             old = None
         if old == spec.hash and "status" in group:
+            status = block_status(spec, path)
+            left = sum(v != STATUS_DONE for v in status.values()) / max(1, len(status))
+            check_space(spec, path, left)
             return False
         if not overwrite:
             what = f"written by a different study (spec hash {old} != {spec.hash})" if old \
                 else "not a spikesweep cube"
-            raise StoreError(f"store {str(path)!r} exists and is {what}; use --overwrite to replace it "
-                             "or --store to write elsewhere")
-        import shutil
-
+            raise StoreError(f"store {str(path)!r} exists and is {what}; use --overwrite to "
+                             "replace it or --store to write elsewhere")
         shutil.rmtree(path)
+    check_space(spec, path)
     create_store(spec, path)
     return True
 
@@ -225,38 +279,94 @@ def _region(spec: Spec, block: Block, dims: tuple[str, ...]) -> tuple[slice, ...
     return tuple(by_dim.get(d, slice(None)) for d in dims)
 
 
+def _check_whole_chunks(name: str, arr: zarr.Array, region: tuple[slice, ...]) -> None:
+    """Refuse a write that would cover part of a chunk (a read-modify-write that can lose data)."""
+    for dim, (sl, n, c) in enumerate(zip(region, arr.shape, arr.chunks, strict=True)):
+        start, stop, _ = sl.indices(n)
+        if start % c or (stop % c and stop != n):
+            raise StoreError(f"{name}: write of [{start}:{stop}] along axis {dim} does not cover "
+                             f"whole chunks of {c}; refusing (only whole-chunk writes are safe)")
+
+
+def _put(group: zarr.Group, name: str, region: tuple[slice, ...], value: Any) -> None:
+    arr = group[name]
+    _check_whole_chunks(name, arr, region)
+    arr[region] = value
+
+
+def _erase_block(spec: Spec, group: zarr.Group, block: Block) -> None:
+    """Reset a block after a failed write (best effort): status to pending first, then the rest.
+
+    Variables whose chunks belong to this block alone go back to their fill value (zarr deletes
+    chunks equal to the fill value, so this frees space on a full disk). Chunks shared with
+    other blocks are left alone: theory variables have no ``replicate`` dimension, so blocks of
+    different replicates write the same theory chunk, with identical values, and a finished
+    sibling's chunk must not be wiped. Chunk writes are atomic (write, then rename), so a failed
+    write never leaves a torn chunk behind.
+    """
+    vdefs = variables(spec)
+    for name in ["status", *(n for n in vdefs if n != "status")]:
+        v = vdefs[name]
+        dims = v.dims(spec)
+        shared = any(d not in dims and (a, b) != (0, n) for d, a, b, n in
+                     zip(spec.dims, block.start, block.stop, spec.shape, strict=True))
+        if shared:
+            continue
+        region = _region(spec, block, dims)
+        try:
+            group[name][region] = "" if v.dtype == "str" else v.fill
+        except Exception:  # the store is failing; what cannot be erased stays pending anyway
+            continue
+
+
+def _guarded(spec: Spec, path: Path, group: zarr.Group, block: Block, write: Any) -> None:
+    try:
+        write()
+    except OSError as exc:
+        _erase_block(spec, group, block)
+        raise StoreError(
+            f"store {str(path)!r}: writing block {block.key} failed ({exc.strerror or exc}); "
+            "the run stops. Blocks already marked done are intact and this one stays pending: "
+            "free space (or make the store writable) and rerun to resume"
+        ) from None
+
+
 def write_block(spec: Spec, path: Path, block: Block, values: dict[str, np.ndarray], *,
                 wall_s: float, attempts: int, group: zarr.Group | None = None) -> None:
     """Write one finished block (whole chunks), then mark its points done.
 
     Data first, ledger ``status`` last: a crash between the two leaves the block pending, and a
-    resume recomputes and rewrites the same values.
+    resume recomputes and rewrites the same values. A write that fails (disk full, read-only
+    store) erases the block's partial chunks and raises :class:`StoreError`.
     """
     group = group or _open_arrays(path)
     vdefs = variables(spec)
-    for name, arr in values.items():
-        dims = vdefs[name].dims(spec)
-        group[name][_region(spec, block, dims)] = arr
-    shape = block.shape
-    _write_ledger(spec, group, block, status=STATUS_DONE, attempts=attempts, wall_s=wall_s,
-                  error="", shape=shape)
+
+    def write() -> None:
+        for name, arr in values.items():
+            _put(group, name, _region(spec, block, vdefs[name].dims(spec)), arr)
+        _write_ledger(spec, group, block, status=STATUS_DONE, attempts=attempts, wall_s=wall_s,
+                      error="", shape=block.shape)
+
+    _guarded(spec, path, group, block, write)
 
 
 def write_failure(spec: Spec, path: Path, block: Block, *, error: str, attempts: int,
                   wall_s: float = float("nan"), group: zarr.Group | None = None) -> None:
     """Mark a block failed with its error (its measured values stay at their fill values)."""
     group = group or _open_arrays(path)
-    _write_ledger(spec, group, block, status=STATUS_FAILED, attempts=attempts, wall_s=wall_s,
-                  error=error[-2000:], shape=block.shape)
+    _guarded(spec, path, group, block, lambda: _write_ledger(
+        spec, group, block, status=STATUS_FAILED, attempts=attempts, wall_s=wall_s,
+        error=error[-2000:], shape=block.shape))
 
 
 def _write_ledger(spec: Spec, group: zarr.Group, block: Block, *, status: int, attempts: int,
                   wall_s: float, error: str, shape: tuple[int, ...]) -> None:
     region = _region(spec, block, spec.dims)
-    group["error"][region] = np.full(shape, error, dtype=object)
-    group["attempts"][region] = np.full(shape, attempts, dtype=np.int16)
-    group["wall_s"][region] = np.full(shape, wall_s)
-    group["status"][region] = np.full(shape, status, dtype=np.int8)
+    _put(group, "error", region, np.full(shape, error, dtype=object))
+    _put(group, "attempts", region, np.full(shape, attempts, dtype=np.int16))
+    _put(group, "wall_s", region, np.full(shape, wall_s))
+    _put(group, "status", region, np.full(shape, status, dtype=np.int8))
 
 
 def block_status(spec: Spec, path: Path) -> dict[tuple[int, ...], int]:
@@ -294,47 +404,81 @@ def open_cube(path: str | Path) -> xr.Dataset:
 class StoreLock:
     """An exclusive lock file beside the store (``<store>.lock``), held by one driver at a time.
 
-    The file records host and pid. A lock left by a dead driver (same host, pid gone) is taken
-    over; a live one is refused with the holder named. On another host, staleness cannot be
-    checked: the message says how to remove the file.
+    The file records host and pid, and the holder touches it every ``heartbeat_s`` seconds. A
+    live holder is refused with its name; a lock is taken over when its driver is gone: same
+    host and pid gone, or (any host, e.g. a driver on another machine of a shared file system)
+    no heartbeat for ``stale_after_s`` seconds. A dead driver never leaves a store locked for good.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, heartbeat_s: float = 30.0, stale_after_s: float = 300.0):
+        if not 0 < heartbeat_s < stale_after_s:
+            raise ValueError(f"heartbeat_s: {heartbeat_s} must be > 0 and < stale_after_s "
+                             f"({stale_after_s})")
         self.file = path.with_name(path.name + LOCK_SUFFIX)
+        self.store = path
+        self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
         self.held = False
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`StoreError` naming the holder."""
         me = {"host": socket.gethostname(), "pid": os.getpid(),
               "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-        for _ in range(2):
+        for _ in range(3):
             try:
                 fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder = self._holder()
-                if holder is not None and self._stale(holder):
-                    self.file.unlink(missing_ok=True)
+                holder, age = self._holder(), self._age()
+                if age is None:  # released between our open and our look: try again
                     continue
-                who = f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}" \
-                    if holder else "an unknown process"
+                if self._stale(holder, age):
+                    self._take_over(holder)
+                    continue
+                who = (f"pid {holder.get('pid')} on {holder.get('host')} "
+                       f"since {holder.get('since')}") if holder else "an unknown process"
                 raise StoreError(
-                    f"store {str(self.file.parent)!r} is in use by another sweep driver ({who}); "
-                    f"wait for it, or remove {str(self.file)!r} if that driver is gone"
+                    f"store {str(self.store)!r} is in use by another sweep driver ({who}, last "
+                    f"heartbeat {age:.0f} s ago); wait for it to finish. A lock whose driver is "
+                    f"gone is taken over automatically (same host at once, other hosts after "
+                    f"{self.stale_after_s:g} s without heartbeat), or remove {str(self.file)!r}"
                 ) from None
+            except OSError as exc:
+                raise StoreError(f"store: cannot create the lock {str(self.file)!r} "
+                                 f"({exc.strerror or exc})") from None
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             self.held = True
+            self._stop.clear()
+            self._beat = threading.Thread(target=self._heartbeat, name="spikesweep-lock",
+                                          daemon=True)
+            self._beat.start()
             return
         raise StoreError(f"could not take the lock {str(self.file)!r}")
 
-    def _holder(self) -> dict | None:
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                os.utime(self.file)
+            except OSError:  # a full or flaky disk must not kill the driver; staleness is lenient
+                pass
+
+    def _holder(self) -> dict:
         try:
-            return json.loads(self.file.read_text())
-        except (OSError, ValueError):
+            out = json.loads(self.file.read_text())
+        except (OSError, ValueError):  # empty: the holder died between create and write
+            return {}
+        return out if isinstance(out, dict) else {}
+
+    def _age(self) -> float | None:
+        try:
+            return max(0.0, time.time() - self.file.stat().st_mtime)
+        except FileNotFoundError:
             return None
 
-    @staticmethod
-    def _stale(holder: dict) -> bool:
+    def _stale(self, holder: dict, age: float) -> bool:
+        if age > self.stale_after_s:
+            return True
         if holder.get("host") != socket.gethostname():
             return False
         try:
@@ -345,9 +489,17 @@ class StoreLock:
             return False
         return False
 
+    def _take_over(self, seen: dict) -> None:
+        # remove only the lock we judged stale, not one a third driver created meanwhile
+        if self._holder() == seen:
+            self.file.unlink(missing_ok=True)
+
     def release(self) -> None:
         """Drop the lock if this process holds it."""
         if self.held:
+            self._stop.set()
+            if self._beat is not None:
+                self._beat.join(timeout=5)
             self.file.unlink(missing_ok=True)
             self.held = False
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 K_TOTAL = 16
-_OVERSUBSCRIBED_DENSE_MAX_N = 2000  # dense eigh oversubscribed at n = 4000 would take many minutes
+_TWO_PROC_DENSE_MAX_N = 2000  # two concurrent dense eigh at n = 4000 take minutes: skipped
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -105,11 +105,17 @@ def run_timings(sizes: list[int]) -> None:
         print(f"\nn = {n}")
         print(f"  1 proc x 1 thread        {_fmt(_single(n, True, 1))}")
         print(f"  1 proc x {cores} threads       {_fmt(_single(n, True, None))}")
+        both = {}
         for label, threads in ((f"2 procs x {half} (pinned)  ", half),
                                (f"2 procs x {cores} (unpinned)", None)):
-            dense = threads is not None or n <= _OVERSUBSCRIBED_DENSE_MAX_N
-            for i, t in enumerate(_two_workers(n, dense, threads)):
+            both[threads] = _two_workers(n, n <= _TWO_PROC_DENSE_MAX_N, threads)
+            for i, t in enumerate(both[threads]):
                 print(f"  {label} w{i} {_fmt(t)}")
+        for key in ("layer", "dense_eigh"):
+            if key in both[half][0]:
+                slow = np.mean([t[key] for t in both[None]])
+                ratio = slow / np.mean([t[key] for t in both[half]])
+                print(f"  two workers, unpinned / pinned {key}: {ratio:.1f}x")
 
 
 def run_gram_vs_operator(n: int, k: int) -> None:

@@ -77,7 +77,7 @@ def _check_input_model(input_model: str) -> None:
 def deep_levels(
     activation: str, input_ratio: float, width_ratios: Sequence[float]
 ) -> tuple[Level, ...]:
-    """The cached levels μ_0 = MP(γ0), μ_1, …, μ_L for this activation and these ratios."""
+    """Return the cached levels μ_0 = MP(γ0), μ_1, …, μ_L for this activation and ratios."""
     act, _, _ = activation_status(activation)
     return gaussian_chain(act.b, _gammas(input_ratio, width_ratios))
 

@@ -24,7 +24,7 @@ def _key(v: float) -> float:
 
 
 def build_chain(base: Level, b: float, gammas: Sequence[float]) -> tuple[Level, ...]:
-    """(base, DeformedLevel(base, b, γ1), …) for layer ratios γ1, …, γL (not cached)."""
+    """Build (base, DeformedLevel(base, b, γ1), …) for layer ratios γ1, …, γL (not cached)."""
     chain: list[Level] = [base]
     for g in gammas:
         chain.append(DeformedLevel(chain[-1], b, g))
@@ -40,7 +40,7 @@ def _gaussian_chain(b: float, gammas: tuple[float, ...]) -> tuple[Level, ...]:
 
 
 def gaussian_chain(b: float, gammas: Sequence[float]) -> tuple[Level, ...]:
-    """Cached chain MP(γ0), then one Fan–Wang level per later ratio; |b| is what matters."""
+    """Return the cached chain MP(γ0), then one Fan–Wang level per later ratio (keyed by |b|)."""
     gs = tuple(_key(float(g)) for g in gammas)
     if not gs or not all(np.isfinite(g) and g > 0 for g in gs):
         raise ValueError(f"gammas: need at least γ0, all positive and finite, got {gammas!r}")

@@ -1,8 +1,8 @@
 """Bulk densities of deformed Marchenko–Pastur laws, for histogram overlays (THEORY.md §3).
 
 The population law ν is represented by weighted atoms t_k (atoms of the level below, from its
-density by :func:`bin_atoms`, mapped by t = b² x + 1 − b²). The companion transform m̃(z) of the deformed MP law with ratio γ
-solves the Silverstein equation (Silverstein & Bai 1995; Fan & Wang 2020, eq. (2.3))
+density by :func:`bin_atoms`, mapped by t = b² x + 1 − b²). The companion transform m̃(z) of the
+deformed MP law with ratio γ solves the Silverstein equation (Silverstein & Bai 1995)
 
     z = −1/m̃ + γ Σ_k w_k t_k / (1 + t_k m̃),        Im m̃ > 0 for Im z > 0,
 
@@ -44,30 +44,18 @@ def _residual(
     return -1.0 / mt + gamma * s1 - z, 1.0 / mt**2 - gamma * s2
 
 
-def solve_companion(
+def _continuation(
     z: np.ndarray,
-    t: np.ndarray,
+    tinv: np.ndarray,
     w: np.ndarray,
     gamma: float,
-    *,
-    shrink: float = 8.0,
-    newton_iters: int = 30,
-    tol: float = 1e-13,
-) -> np.ndarray:
-    """Companion transform m̃(z) (Im z > 0) of the deformed MP law MP(γ, ν), ν = Σ w_k δ_{t_k}.
-
-    Continuation in ε = Im z: at ε = 4·scale the solution is within a few per cent of −1/z
-    (m̃(z) = −1/z + O(|z|⁻²)); ε is then lowered by ``shrink`` per stage down to the target, each
-    stage solved by Newton from the previous stage's solution. Newton steps that would leave the
-    upper half plane are halved, which keeps the iteration on the Stieltjes branch.
-    """
-    z = np.asarray(z, dtype=complex).ravel()
-    t = np.asarray(t, dtype=float)
-    w = np.asarray(w, dtype=float)
-    pos = t > 0  # atoms at t = 0 add nothing to Σ w t/(1 + t m̃)
-    tinv, w = 1.0 / t[pos], w[pos]
-    eps_target = z.imag.copy()
-    scale = max(float(np.max(np.abs(z.real))), float(np.max(t)), 1.0)
+    shrink: float,
+    newton_iters: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Newton along ε = 4·scale, 4·scale/shrink, … down to Im z; returns (m̃, converged)."""
+    eps_target = z.imag
+    scale = max(float(np.max(np.abs(z.real))), float(np.max(1.0 / tinv)), 1.0)
     eps = np.maximum(eps_target, 4.0 * scale)
     mt = -1.0 / (z.real + 1j * eps)
     while True:
@@ -78,18 +66,47 @@ def solve_companion(
             step = f / df
             old = mt[idx]
             new = old - step
-            bad = new.imag <= 0
-            while np.any(bad):  # keep Im m̃ > 0: halve offending steps
+            bad = ~(new.imag > 0) | ~np.isfinite(new)
+            for _ in range(60):  # keep Im m̃ > 0 and finite: halve offending steps
+                if not np.any(bad):
+                    break
                 step[bad] *= 0.5
                 new[bad] = old[bad] - step[bad]
-                bad = new.imag <= 0
+                bad = ~(new.imag > 0) | ~np.isfinite(new)
+            new[bad] = old[bad]
             mt[idx] = new
             idx = idx[np.abs(step) > tol * np.abs(new)]
             if idx.size == 0:
                 break
         if np.all(eps == eps_target):
-            return mt
+            f, _ = _residual(mt, z, tinv, w, gamma)
+            return mt, np.abs(f) <= 1e-9 * (np.abs(z) + np.abs(1.0 / mt))
         eps = np.maximum(eps / shrink, eps_target)
+
+
+def solve_companion(z: np.ndarray, t: np.ndarray, w: np.ndarray, gamma: float) -> np.ndarray:
+    """Companion transform m̃(z) (Im z > 0) of the deformed MP law MP(γ, ν), ν = Σ w_k δ_{t_k}.
+
+    Continuation in ε = Im z: at ε = 4·scale the solution is within a few per cent of −1/z
+    (m̃(z) = −1/z + O(|z|⁻²)); ε is then lowered by a factor 8 per stage down to the target, each
+    stage solved by Newton from the previous stage's solution. Newton steps that would leave the
+    upper half plane are halved, which keeps the iteration on the Stieltjes branch. Points whose
+    final residual is not small (a stage too coarse for Newton's basin, which happens near a
+    population atom at 0) are redone with a factor 2 per stage; NaN if that fails too.
+    """
+    z = np.asarray(z, dtype=complex).ravel()
+    t = np.asarray(t, dtype=float)
+    w = np.asarray(w, dtype=float)
+    pos = t > 0  # atoms at t = 0 add nothing to Σ w t/(1 + t m̃)
+    tinv, w = 1.0 / t[pos], w[pos]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        mt, ok = _continuation(z, tinv, w, gamma, shrink=8.0, newton_iters=30, tol=1e-13)
+        if not np.all(ok):
+            redo, ok_redo = _continuation(
+                z[~ok], tinv, w, gamma, shrink=2.0, newton_iters=60, tol=1e-13
+            )
+            mt[~ok] = np.where(ok_redo, redo, np.nan)
+    return mt
 
 
 def deformed_mp_density(
@@ -115,7 +132,7 @@ def deformed_mp_density(
 def bin_atoms(
     cell_mass: np.ndarray, cell_first: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A law given by consecutive cells (mass, first moment) as ≤ k weighted atoms (sum 1).
+    """Group consecutive cells (mass, first moment) of a law into ≤ k weighted atoms (sum 1).
 
     Cells are grouped into k consecutive bins; each atom sits at its bin's conditional mean with
     the bin's mass (first moment exact, smooth integrands to second order); empty bins are

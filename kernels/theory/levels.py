@@ -44,7 +44,7 @@ def _as_float_array(x: np.ndarray | float) -> np.ndarray:
 
 
 def _density_atoms(level: Level, lo: float, k: int, cells: int) -> tuple[np.ndarray, ...]:
-    """≤ k atoms of ``level``'s continuous part on [lo, edge] (midpoint cells), plus the atom at 0."""
+    """Atoms (≤ k) of ``level``'s continuous part on [lo, edge], plus its atom at 0."""
     x, width = edge_clustered_cells(lo, level.edge, cells)
     mass = level.density(x) * width
     q, w = bin_atoms(mass, mass * x, k)
@@ -72,11 +72,11 @@ class Level(ABC):
         """(m(x), m'(x)) at real x > edge; NaN at x ≤ edge."""
 
     def m(self, x: np.ndarray | float) -> np.ndarray:
-        """Stieltjes transform m(x) = ∫ dμ(λ)/(λ − x), x > edge."""
+        """Evaluate the Stieltjes transform ∫ dμ(λ)/(λ − x) at x > edge."""
         return self.transform(x)[0]
 
     def dm(self, x: np.ndarray | float) -> np.ndarray:
-        """Derivative m'(x) = ∫ dμ(λ)/(λ − x)², x > edge."""
+        """Evaluate the derivative ∫ dμ(λ)/(λ − x)² of the Stieltjes transform at x > edge."""
         return self.transform(x)[1]
 
     @abstractmethod
@@ -158,7 +158,7 @@ class IsotropicLevel(Level):
         return np.zeros_like(_as_float_array(x))
 
     def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The single atom at 1."""
+        """Return the single atom at 1."""
         return np.array([1.0]), np.array([1.0])
 
 
@@ -214,7 +214,7 @@ class EmpiricalLevel(Level):
         return rho.reshape(x.shape)
 
     def atoms(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The atoms themselves."""
+        """Return the atoms themselves."""
         return self.points, self.weights
 
 
@@ -277,10 +277,11 @@ class DeformedLevel(Level):
         alpha = _as_float_array(alpha)
         s, ds = self.population_transform(alpha)
         g = self.gamma
-        return alpha * (1.0 - g) - g * alpha**2 * s, 1.0 - g * (1.0 + 2.0 * alpha * s + alpha**2 * ds)
+        psi = alpha * (1.0 - g) - g * alpha**2 * s
+        return psi, 1.0 - g * (1.0 + 2.0 * alpha * s + alpha**2 * ds)
 
     def _critical_alpha(self) -> float:
-        """The zero α_c of ψ' on (T, ∞): ψ' increases from −∞ at T to 1 (bracketing + brentq)."""
+        """Find the zero α_c of ψ' on (T, ∞); ψ' increases from −∞ at T to 1 (bracket + brentq)."""
         t_right = self.support_right
 
         def dpsi(a: float) -> float:

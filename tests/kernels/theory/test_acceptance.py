@@ -87,9 +87,7 @@ def test_one_step_example() -> None:
     assert critical_learning_rate("erf", "erf", 2000, 1600, 2400) < 2.0
 
 
-@pytest.mark.parametrize(
-    ("gamma", "psi", "phi"), [(0.5, 10 / 3, 7 / 12), (1.0, 25 / 6, 1 / 3)]
-)
+@pytest.mark.parametrize(("gamma", "psi", "phi"), [(0.5, 10 / 3, 7 / 12), (1.0, 25 / 6, 1 / 3)])
 def test_isotropic_sanity(gamma: float, psi: float, phi: float) -> None:
     """ν = δ_1, α = 2.5 (b plays no role: b² · 1 + 1 − b² = 1)."""
     level = DeformedLevel(IsotropicLevel(), get_activation("tanh").b, gamma)

@@ -22,8 +22,13 @@ from kernels.theory import (
 def test_all_is_explicit_and_importable() -> None:
     for name in theory.__all__:
         assert hasattr(theory, name), name
-    for name in ("deep_ck_prediction", "critical_spikes", "one_step_prediction",
-                 "critical_learning_rate", "bulk_density"):
+    for name in (
+        "deep_ck_prediction",
+        "critical_spikes",
+        "one_step_prediction",
+        "critical_learning_rate",
+        "bulk_density",
+    ):
         assert name in theory.__all__
 
 

@@ -28,8 +28,8 @@ def test_mp_transform_matches_quadrature(gamma: float) -> None:
     mp = MarchenkoPasturLevel(gamma)
     for x in (mp.edge * 1.01, mp.edge * 1.5, 3 * mp.edge):
         got_m, got_dm = mp.transform(x)
-        m = quad(lambda t: mp.density(t) / (t - x), mp.left_edge, mp.edge, limit=200)[0]
-        dm = quad(lambda t: mp.density(t) / (t - x) ** 2, mp.left_edge, mp.edge, limit=200)[0]
+        m = quad(lambda t, x=x: mp.density(t) / (t - x), mp.left_edge, mp.edge, limit=200)[0]
+        dm = quad(lambda t, x=x: mp.density(t) / (t - x) ** 2, mp.left_edge, mp.edge, limit=200)[0]
         m += mp.atom_zero / (0.0 - x)
         dm += mp.atom_zero / x**2
         assert float(got_m) == pytest.approx(m, rel=1e-8)
@@ -138,14 +138,16 @@ def test_empirical_level_sums() -> None:
 
 
 def test_plug_in_chain_from_simulated_noise_matches_mp_chain() -> None:
-    """A plug-in level from an n = 1500 MP(0.5) sample gives the next edge to O(n^{-2/3})."""
+    """A plug-in level from an n = 800 MP(0.5) sample gives the next edge to O(n^{-2/3})."""
     rng = np.random.default_rng(0)
-    n, d0 = 1500, 3000
+    n, d0 = 800, 1600
     z = rng.standard_normal((d0, n)) / np.sqrt(d0)
     eig = np.linalg.eigvalsh(z.T @ z)
     plug = build_chain(EmpiricalLevel(eig), B_TANH, [0.5])
     exact = deep_levels("tanh", 2.0, [2.0])
-    # the sample edge sits O(n^{-2/3}) ≈ 1 % inside (1+√γ)²; the next edge inherits that
+    # the sample edge sits ≈ 1.21 κ ≈ 0.8 % (sd 0.9 %) inside (1+√γ)² at n = 800; the next edge
+    # inherits that: 2 % is > 2 sd
+    assert plug[0].edge == pytest.approx(exact[0].edge, rel=0.02)
     assert plug[1].edge == pytest.approx(exact[1].edge, rel=0.02)
 
 

@@ -60,8 +60,9 @@ def test_theta1_override_scales_theta2_consistently() -> None:
     assert q.theta2 == pytest.approx(p.theta2, rel=1e-14)
     assert q.spike == pytest.approx(p.spike, rel=1e-14)
     assert q.alignment == pytest.approx(p.alignment, rel=1e-14)
-    smaller = one_step_prediction("erf", "tanh", lr=2.5, noise_sd=0.3, theta1=0.8 * p.theta1,
-                                  **SIZES)
+    smaller = one_step_prediction(
+        "erf", "tanh", lr=2.5, noise_sd=0.3, theta1=0.8 * p.theta1, **SIZES
+    )
     assert smaller.spike < p.spike and smaller.theta2 == pytest.approx(0.8 * p.theta2, rel=1e-14)
 
 
@@ -79,8 +80,13 @@ def test_invalid_student_is_flagged_not_hidden() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "name"),
-    [({"n": 0}, "n"), ({"d": -5}, "d"), ({"N": np.nan}, "N"), ({"lr": -1.0}, "lr"),
-     ({"noise_sd": -0.1}, "noise_sd")],
+    [
+        ({"n": 0}, "n"),
+        ({"d": -5}, "d"),
+        ({"N": np.nan}, "N"),
+        ({"lr": -1.0}, "lr"),
+        ({"noise_sd": -0.1}, "noise_sd"),
+    ],
 )
 def test_bad_arguments(kwargs: dict, name: str) -> None:
     args = {"n": 100, "d": 100, "N": 100, "lr": 1.0} | kwargs

@@ -35,7 +35,8 @@ def test_bbp_closed_form_on_isotropic_bulk(gamma: float) -> None:
     alpha = 1 + tp
     sep = tp > np.sqrt(gamma)
     assert np.array_equal(paths.survives[:, 1], sep)
-    np.testing.assert_allclose(paths.location[sep, 1], (alpha + gamma * alpha / tp)[sep], rtol=1e-10)
+    outlier = alpha + gamma * alpha / tp
+    np.testing.assert_allclose(paths.location[sep, 1], outlier[sep], rtol=1e-10)
     phi = (1 - gamma / tp**2) / (1 + gamma / tp)
     np.testing.assert_allclose(paths.phi[sep, 1], phi[sep], rtol=1e-10)
     np.testing.assert_allclose(paths.alignment[sep, 1], 0.9 * phi[sep], rtol=1e-10)
@@ -65,9 +66,10 @@ def test_absorbed_stays_absorbed_and_flags_match() -> None:
     assert np.all((paths.phi[:, 1:][alive] > 0) & (paths.phi[:, 1:][alive] < 1))
     # every surviving spike sits right of its layer's bulk edge
     edges = np.array([lv.edge for lv in chain])
-    assert np.all(paths.location[paths.survives] > np.broadcast_to(edges, paths.location.shape)[
-        paths.survives
-    ])
+    assert np.all(
+        paths.location[paths.survives]
+        > np.broadcast_to(edges, paths.location.shape)[paths.survives]
+    )
 
 
 @pytest.mark.parametrize("model", ["gmm", "spiked_cov"])
