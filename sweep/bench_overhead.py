@@ -36,6 +36,7 @@ top_k = 6
 
 
 def main() -> None:
+    """Run the benchmark study and print the overhead figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)

@@ -76,7 +76,11 @@ def run(
     typer.echo(f"blocks: {out.total_blocks} total, {out.skipped} already done, {s.done} computed now, "
                f"{len(s.failed)} failed, {s.retried} retried attempts, {s.actors_replaced} actors replaced")
     if s.done:
-        typer.echo(f"time: {s.wall_s:.1f} s wall, {s.task_s:.1f} s in tasks on {s.workers} worker(s)")
+        ray_nodes = [k for k in s.nodes if k]
+        nodes = f" on {len(ray_nodes)} node(s)" if ray_nodes else ""
+        typer.echo(f"time: {s.wall_s:.1f} s wall, {s.task_s:.1f} s in tasks on {s.workers} worker(s){nodes}")
+    if s.aborted:
+        typer.echo(f"aborted: {s.aborted}", err=True)
     for key, err in s.failed.items():
         typer.echo(f"failed block {key}: {err}", err=True)
     if not out.ok:
@@ -102,7 +106,7 @@ def plan(study: Annotated[Path, typer.Argument(help="study file (TOML)")]) -> No
     rate = blas_gflops(threads=spec.run.cpus_per_actor) * 1e9
     workers = spec.run.workers or default_workers(spec)
     typer.echo(f"study {spec.name} ({spec.experiment}), spec hash {spec.hash}")
-    typer.echo(f"dimensions: " + ", ".join(f"{d}={n}" for d, n in zip(spec.dims, spec.shape, strict=True))
+    typer.echo("dimensions: " + ", ".join(f"{d}={n}" for d, n in zip(spec.dims, spec.shape, strict=True))
                + f", layer={len(spec.layers)}, k={spec.measure.top_k}, signal={spec.n_signals}")
     typer.echo(f"points: {math.prod(spec.shape)}; blocks (tasks): {len(bl)}")
     typer.echo(f"work: {flops / 1e9:.1f} GFlop at {rate / 1e9:.1f} GFlop/s per actor "

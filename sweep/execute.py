@@ -313,7 +313,8 @@ def _start_timeout() -> float:
 class _Scheduler:
     """The driver loop: one block in flight per ready actor, retries, timeouts, replacement."""
 
-    def __init__(self, spec: Spec, path: Path, workers: int, progress: bool):
+    def __init__(self, spec: Spec, path: Path, workers: int, progress: bool,
+                 embedded: bool = False):
         import ray
 
         self.ray = ray
@@ -343,19 +344,26 @@ class _Scheduler:
         self.summary = RunSummary(workers=workers)
         self.group = _open_arrays(path)
         self.progress = progress
-        self._warn_if_unplaceable()
+        self._check_placeable(embedded)
         for _ in range(workers):
             self._new_actor()
 
     def _fits(self, resources: dict[str, float]) -> bool:
         return all(resources.get(k, 0.0) >= v for k, v in self.request.items())
 
-    def _warn_if_unplaceable(self) -> None:
+    def _check_placeable(self, embedded: bool) -> None:
+        """Refuse (in-process Ray: nothing can be added) or warn when no node can host an actor."""
         nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
-        if not any(self._fits(r) for r in nodes):
-            print(f"warning: no node of this cluster can host an actor needing {self.request} now; "
-                  f"waiting up to {_start_timeout():g} s ({START_TIMEOUT_ENV}) for one to appear "
-                  "(an autoscaler may add it)", file=sys.stderr)
+        if any(self._fits(r) for r in nodes):
+            return
+        if embedded:
+            have = {k: v for r in nodes for k, v in r.items() if k in self.request}
+            raise ClusterError(f"this machine cannot host an actor needing {self.request} "
+                               f"(it has {have}); lower cpus_per_actor / gpus_per_actor or "
+                               "join a cluster with --address")
+        print(f"warning: no node of this cluster can host an actor needing {self.request} now; "
+              f"waiting up to {_start_timeout():g} s ({START_TIMEOUT_ENV}) for one to appear "
+              "(an autoscaler may add it)", file=sys.stderr)
 
     def _new_actor(self) -> int:
         aid = self.next_id
@@ -526,7 +534,7 @@ def run_ray(spec: Spec, path: Path, todo: list[Block], *, address: str | None = 
 
     if not workers:
         workers = _cluster_capacity(spec, ray.cluster_resources())
-    sched = _Scheduler(spec, path, min(workers, max(1, len(todo))), progress)
+    sched = _Scheduler(spec, path, min(workers, max(1, len(todo))), progress, embedded=embedded)
     try:
         return sched.run(todo)
     finally:

@@ -388,9 +388,18 @@ def pending_blocks(spec: Spec, path: Path, *, retry_failed: bool = False) -> lis
 
 
 def consolidate(path: Path) -> None:
-    """Rewrite the consolidated metadata (end of every run, resumed ones included)."""
-    with _quiet_v3():
-        zarr.consolidate_metadata(str(path))
+    """Rewrite the consolidated metadata (end of every run, resumed ones included).
+
+    The root ``zarr.json`` is replaced atomically, so a failure keeps the previous, still valid
+    metadata (the template's arrays and attributes never change after creation).
+    """
+    try:
+        with _quiet_v3():
+            zarr.consolidate_metadata(str(path))
+    except OSError as exc:
+        raise StoreError(f"store {str(path)!r}: could not rewrite the consolidated metadata "
+                         f"({exc.strerror or exc}); the data written are intact, rerun to "
+                         "consolidate") from None
 
 
 def open_cube(path: str | Path) -> xr.Dataset:

@@ -41,7 +41,10 @@ class BlockResult:
 
 
 def _child(seed: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
-    """The i-th independent stream of a point seed (0 input, 1 weights, 2 eigensolver, 3 training)."""
+    """The i-th independent stream of a point seed.
+
+    0 input, 1 weights, 2 eigensolver start vectors, 3 training readout.
+    """
     return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, i))
 
 
@@ -50,7 +53,7 @@ def _spikes(spec: Spec, values: dict) -> tuple[float, ...]:
 
 
 def theory_for_point(spec: Spec, values: dict) -> dict[str, Any]:
-    """The theory's prediction at one grid point (replicate ignored); cached levels make it cheap."""
+    """The theory's prediction at one grid point (replicate ignored; cached levels make it cheap)."""
     from kernels import theory
 
     if spec.experiment == "deep-ck":
@@ -77,39 +80,20 @@ def theory_for_point(spec: Spec, values: dict) -> dict[str, Any]:
     }
 
 
-def _deep_point(spec: Spec, values: dict, seed: np.random.SeedSequence, backend: Backend,
-                noise_cache: dict) -> dict[str, np.ndarray]:
-    from kernels.data import draw_input_noise, make_input
-    from kernels.network import forward, layer_widths
+_FEATURE_BATCH_BYTES = 512 * 2**20  # features of points pushed through a layer together
+
+
+def _measure_layers(spec: Spec, layers: Any, signals: np.ndarray, seed: np.random.SeedSequence,
+                    backend: Backend) -> dict[str, np.ndarray]:
+    """Measure every layer's CK from the features yielded by ``layers``."""
     from kernels.observables import measure_layer
 
-    n, d0, _ = _deep_sizes(values)
-    key = (seed.spawn_key, values["input"])
-    if key not in noise_cache:
-        noise_cache.clear()  # keep one draw alive: memory stays O(one point)
-        noise_cache[key] = draw_input_noise(n, d0, spec.n_signals, _child(seed, 0), backend,
-                                            model=values["input"])
-    sample = make_input(noise_cache[key], _spikes(spec, values), backend)
-    widths = layer_widths(n, [values["width_ratio"]] * spec.depth)
-    if float(values["lr"]) > 0:
-        from kernels.network import initial_weights
-        from kernels.training import forward_with_weights, train_deep
-
-        # labels: the class signs of the first signal (balanced +-1/sqrt(n) contrasts)
-        labels = np.sign(sample.signals[0])
-        start = initial_weights(sample.X.shape[0], widths, _child(seed, 1), backend)
-        weights = train_deep(sample.X, labels, start, values["activation"], float(values["lr"]),
-                             int(values["steps"]), backend, seed=_child(seed, 3))
-        layers = forward_with_weights(sample.X, weights, values["activation"], backend)
-    else:
-        layers = forward(sample.X, widths, values["activation"], _child(seed, 1), backend)
-    k = spec.measure.top_k
     out: dict[str, list] = {name: [] for name in
                             ("eigval", "edge_emp", "n_outliers", "overlap", "align", "spike_emp",
                              "detected", "hist")}
     for layer, feats in enumerate(layers):
         hist_range = spec_hist_range(spec, layer) if spec.measure.histogram_bins else None
-        m = measure_layer(feats, sample.signals, k, hist_bins=spec.measure.histogram_bins,
+        m = measure_layer(feats, signals, spec.measure.top_k, hist_bins=spec.measure.histogram_bins,
                           hist_range=hist_range, method=spec.measure.eigensolver,
                           seed=_child(_child(seed, 2), layer), backend=backend)
         out["eigval"].append(m.eigval)
@@ -121,15 +105,68 @@ def _deep_point(spec: Spec, values: dict, seed: np.random.SeedSequence, backend:
         out["detected"].append(m.detected.astype(np.int8))
         if m.hist is not None:
             out["hist"].append(m.hist)
-    result = {name: np.asarray(v) for name, v in out.items() if v}
-    return result
+    return {name: np.asarray(v) for name, v in out.items() if v}
+
+
+def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
+                backend: Backend) -> list[dict[str, np.ndarray]]:
+    """Measure points that share one seed (they differ in spike, activation or lr).
+
+    The input noise is drawn once; untrained points go through the layers together
+    (``forward_batch`` draws each W_l once for all of them, bitwise equal to one-by-one
+    passes), in batches whose features fit in :data:`_FEATURE_BATCH_BYTES`.
+    """
+    from kernels.data import draw_input_noise, make_input
+    from kernels.network import forward_batch, layer_widths
+
+    first = group[0]
+    n, d0, d = _deep_sizes(first)
+    noise = draw_input_noise(n, d0, spec.n_signals, _child(seed, 0), backend, model=first["input"])
+    widths = layer_widths(n, [first["width_ratio"]] * spec.depth)
+    results: list[dict[str, np.ndarray] | None] = [None] * len(group)
+    untrained = [i for i, v in enumerate(group) if float(v["lr"]) == 0.0]
+    batch = max(1, int(_FEATURE_BATCH_BYTES // (2 * max(d0, d) * n * backend.dtype.itemsize)))
+    for lo in range(0, len(untrained), batch):
+        idx = untrained[lo:lo + batch]
+        samples = [make_input(noise, _spikes(spec, group[i]), backend) for i in idx]
+        per_layer = [[] for _ in idx]
+        for layer_feats in forward_batch([s.X for s in samples], widths,
+                                         [group[i]["activation"] for i in idx],
+                                         _child(seed, 1), backend):
+            for j, feats in enumerate(layer_feats):
+                per_layer[j].append(feats)
+            del layer_feats
+        for j, i in enumerate(idx):
+            results[i] = _measure_layers(spec, per_layer[j], samples[j].signals, seed, backend)
+        del per_layer, samples
+    for i, values in enumerate(group):
+        if results[i] is None:
+            results[i] = _trained_point(spec, values, noise, widths, seed, backend)
+    return results  # type: ignore[return-value]
+
+
+def _trained_point(spec: Spec, values: dict, noise: Any, widths: tuple[int, ...],
+                   seed: np.random.SeedSequence, backend: Backend) -> dict[str, np.ndarray]:
+    """Train (lr > 0) the deep network on the mixture's labels, then measure every layer."""
+    from kernels.data import make_input
+    from kernels.network import initial_weights
+    from kernels.training import forward_with_weights, train_deep
+
+    sample = make_input(noise, _spikes(spec, values), backend)
+    # labels: the class signs of the first signal (balanced +-1/sqrt(n) contrasts)
+    labels = np.sign(sample.signals[0])
+    start = initial_weights(sample.X.shape[0], widths, _child(seed, 1), backend)
+    weights = train_deep(sample.X, labels, start, values["activation"], float(values["lr"]),
+                         int(values["steps"]), backend, seed=_child(seed, 3))
+    layers = forward_with_weights(sample.X, weights, values["activation"], backend)
+    return _measure_layers(spec, layers, sample.signals, seed, backend)
 
 
 _HIST_RANGES: dict[tuple[str, int], tuple[float, float]] = {}
 
 
 def spec_hist_range(spec: Spec, layer: int) -> tuple[float, float]:
-    """Histogram range of layer ``layer``: [0, 1.3 x the largest predicted edge or spike in the study].
+    """Histogram range of a layer: [0, 1.3 x the largest predicted edge or spike in the study].
 
     One range per layer for the whole cube, so histograms of different points share bins.
     """
@@ -152,11 +189,12 @@ def _one_step_point(spec: Spec, values: dict, seed: np.random.SeedSequence, back
     key = (seed.spawn_key, values["teacher"], values["noise"])
     if key not in data_cache:
         data_cache.clear()
-        data_cache[key] = training.draw_teacher_student(n, d, width, n_test, values["teacher"],
-                                                        float(values["noise"]), _child(seed, 0), backend)
+        data_cache[key] = training.draw_teacher_student(
+            n, d, width, n_test, values["teacher"], float(values["noise"]), _child(seed, 0), backend)
     lr_eff = float(theory["lr_effective"])
-    m = training.measure_one_step(data_cache[key], values["activation"], lr_eff, int(values["steps"]),
-                                  spec.measure.top_k, backend, seed=_child(seed, 2))
+    m = training.measure_one_step(data_cache[key], values["activation"], lr_eff,
+                                  int(values["steps"]), spec.measure.top_k, backend,
+                                  seed=_child(seed, 2))
     realised = one_step_prediction(values["activation"], values["teacher"], n, d, width, lr_eff,
                                    noise_sd=values["noise"], theta1=m.theta1_realised)
     return {
@@ -176,36 +214,46 @@ def _one_step_point(spec: Spec, values: dict, seed: np.random.SeedSequence, back
 def run_block(spec: Spec, block: Block, backend: Backend | None = None) -> BlockResult:
     """Compute every point of ``block``: measurements, then theory once per grid point.
 
-    Deterministic: the numbers depend only on the spec and the point indices.
+    Deterministic: the numbers depend only on the spec and the point indices, not on the
+    blocking (points sharing a seed are grouped only to share their draws).
     """
     t0 = time.perf_counter()
     backend = backend or get_backend(spec.run.backend, spec.run.dtype)
     values_out = empty_block(spec, block.shape)
-    cache: dict = {}
     theory_cache: dict[tuple, dict] = {}
-    # replicate last: points sharing a grid point (and its theory) are adjacent
+    groups: dict[tuple, list[tuple[tuple[int, ...], dict]]] = {}
     for point in block.points():
         local = tuple(p - s for p, s in zip(point, block.start, strict=True))
         values = spec.values_at(point)
-        grid_key = point[:-1]
-        if grid_key not in theory_cache:
-            theory_cache[grid_key] = theory_for_point(spec, values)
-        theory = theory_cache[grid_key]
-        seed = point_seed(spec, values)
-        if spec.experiment == "deep-ck":
-            measured = _deep_point(spec, values, seed, backend, cache)
-        else:
-            measured = _one_step_point(spec, values, seed, backend, cache, theory)
-        for name, arr in measured.items():
-            values_out[name][local] = arr
-        for name, arr in theory.items():
+        if point[:-1] not in theory_cache:
+            theory_cache[point[:-1]] = theory_for_point(spec, values)
+        for name, arr in theory_cache[point[:-1]].items():
             values_out[name][local[:-1]] = arr
+        seed = point_seed(spec, values)
+        groups.setdefault((seed.spawn_key, values.get("input"), values.get("teacher"),
+                           values.get("noise")), []).append((local, values))
+    data_cache: dict = {}
+    for members in groups.values():
+        seed = point_seed(spec, members[0][1])
+        if spec.experiment == "deep-ck":
+            measured = _deep_group(spec, [v for _, v in members], seed, backend)
+        else:
+            measured = [_one_step_point(spec, v, seed, backend, data_cache,
+                                        theory_cache[_grid_key(block, local)])
+                        for local, v in members]
+        for (local, _), result in zip(members, measured, strict=True):
+            for name, arr in result.items():
+                values_out[name][local] = arr
     _check_finite_results(values_out)
     return BlockResult(block, values_out, time.perf_counter() - t0)
 
 
+def _grid_key(block: Block, local: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(s + i for s, i in zip(block.start, local, strict=True))[:-1]
+
+
 def _check_finite_results(values: dict[str, np.ndarray]) -> None:
-    """A measured eigenvalue that is inf means a broken solve: fail the block, keep the cube clean."""
+    """Fail the block on an infinite eigenvalue (a broken solve) so the cube stays clean."""
     for name in ("eigval", "edge_emp"):
         arr = values.get(name)
         if arr is not None and np.isinf(arr).any():

@@ -307,7 +307,11 @@ def loopback_cluster() -> Iterator[LoopbackCluster]:
         yield cluster
     finally:
         cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        for _ in range(20):  # Ray children may still flush logs for a moment after stop
+            shutil.rmtree(root, ignore_errors=True)
+            if not root.exists():
+                break
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -193,3 +193,21 @@ def test_driver_with_another_token_is_refused_clearly(loopback_cluster, tmp_path
                          capture_output=True, text=True, timeout=240)
     assert res.returncode == 2
     assert "cannot join the Ray cluster" in res.stderr and "RAY_AUTH_MODE=token" in res.stderr
+
+
+@pytest.mark.slow
+def test_actors_that_cannot_start_fail_the_blocks_with_their_error(loopback_cluster,
+                                                                   tmp_path: Path) -> None:
+    """backend = "cupy" on nodes without cupy: every actor constructor fails; after three tries
+    (the first actor, two replacements) the driver stops and records the blocks failed with the
+    constructor's error, instead of replacing actors forever."""
+    study = _write_study(tmp_path, tiny_study_text(backend="cupy", gpus_per_actor=0.5))
+    store = tmp_path / "cube.zarr"
+    res = subprocess.run([*sweep_exe(), "run", str(study), "--address", loopback_cluster.address,
+                          "--store", str(store), "--workers", "1", "--no-progress"],
+                         env=loopback_cluster.env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert "0 computed now, 6 failed, 0 retried attempts, 2 actors replaced" in res.stdout
+    assert res.stderr.count("not run: workers cannot start") == 6
+    assert "cupy" in res.stderr.lower()
+    assert (open_cube(store)["status"].values == 2).all()

@@ -89,7 +89,7 @@ BAD = [
     ("bad generator", GOOD.replace("linspace = [0.5, 2.0, 4]", "geomspace = [0.5, 2.0, 4]"), "axes.spike"),
     ("bad linspace arity", GOOD.replace("linspace = [0.5, 2.0, 4]", "linspace = [0.5, 2.0]"), "axes.spike"),
     ("both fixed and axis", GOOD.replace("n = 64", "n = 64\nspike = 1.0"), "spike"),
-    ("non-axis as axis", GOOD.replace("depth = 2\n", "depth = 2\n").replace("[axes]", "[axes]\ndepth = [1, 2]"), "depth"),
+    ("non-axis as axis", GOOD.replace("[axes]", "[axes]\ndepth = [1, 2]"), "depth"),
     ("unknown input model", GOOD.replace("n = 64", 'n = 64\ninput = "images"'), "fixed.input"),
     ("top_k too large", GOOD.replace("top_k = 4", "top_k = 64"), "measure.top_k"),
     ("bad eigensolver", GOOD.replace("top_k = 4", 'top_k = 4\neigensolver = "qr"'), "measure.eigensolver"),
@@ -115,7 +115,8 @@ BAD = [
     ("one-step unknown teacher", GOOD.replace('"deep-ck"', '"one-step"').replace("depth = 2\n", 'teacher = "swish"\n')
         .replace('spike = { linspace = [0.5, 2.0, 4] }\n', "").replace("block = { spike = 2 }", ""),
         "fixed.teacher"),
-    ("one-step width too large", GOOD.replace('"deep-ck"', '"one-step"').replace("depth = 2\n", "width_ratio = 400000.0\n")
+    ("one-step width too large", GOOD.replace('"deep-ck"', '"one-step"')
+        .replace("depth = 2\n", "width_ratio = 400000.0\n")
         .replace('spike = { linspace = [0.5, 2.0, 4] }\n', "").replace("block = { spike = 2 }", ""),
         "GiB"),
 ]

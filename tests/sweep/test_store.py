@@ -55,7 +55,7 @@ def spec():
 
 def _fake_values(spec, block, value: float) -> dict[str, np.ndarray]:
     vals = empty_block(spec, block.shape)
-    for name, arr in vals.items():
+    for arr in vals.values():
         if arr.dtype.kind == "f":
             arr[...] = value
         else:
