@@ -14,7 +14,7 @@ from pathlib import Path
 from sweep.execute import RunSummary, init_ray, run_local, run_ray
 from sweep.grid import blocks
 from sweep.spec import Spec
-from sweep.store import StoreError, StoreLock, consolidate, pending_blocks, prepare_store
+from sweep.store import StoreError, StoreLock, check_writable, consolidate, pending_blocks, prepare_store
 
 __all__ = ["RunOutcome", "default_store", "run_study"]
 
@@ -49,12 +49,13 @@ def run_study(spec: Spec, store: Path | None = None, *, executor: str = "ray",
     if workers is not None and workers < 1:
         raise ValueError(f"workers: {workers} must be >= 1")
     path = Path(store) if store is not None else default_store(spec)
-    if executor == "ray" and (address or os.environ.get("RAY_ADDRESS")):
-        init_ray(address)  # a cluster that cannot be joined is refused before a store exists
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"store: cannot create {str(path.parent)!r} ({exc.strerror})") from None
+    check_writable(path)  # local and cheap: refused before any cluster is contacted
+    if executor == "ray" and (address or os.environ.get("RAY_ADDRESS")):
+        init_ray(address)  # a cluster that cannot be joined is refused before a store exists
     # lock first: a second driver (even with --overwrite) never touches a store in use
     with StoreLock(path):
         created = prepare_store(spec, path, overwrite=overwrite)

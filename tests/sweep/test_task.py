@@ -82,3 +82,49 @@ def test_theory_beside_measurement() -> None:
     assert (vals["detected"][1, 0, :, 0, 0] == 1).all()
     relu = run_block(spec, Block((0, 1, 0), (0, 1, 0), (2, 2, 2))).values
     assert (relu["theory_valid"] == 0).all()
+
+
+def test_deep_training_axis_changes_hidden_layers_only() -> None:
+    text = STUDY.format(block="{ lr = 2 }").replace('activation = ["tanh", "relu"]',
+                                                   'activation = ["tanh"]\nlr = [0.0, 1.0]')
+    spec = parse_spec(text)
+    b = Block((1, 0, 0, 0), (1, 0, 0, 0), (2, 1, 2, 1))  # spike 2, tanh, lr 0 and 1, replicate 0
+    vals = run_block(spec, b).values
+    np.testing.assert_array_equal(vals["eigval"][0, 0, 0, 0, 0], vals["eigval"][0, 0, 1, 0, 0])
+    assert not np.allclose(vals["eigval"][0, 0, 0, 0, 1], vals["eigval"][0, 0, 1, 0, 1])
+    assert vals["theory_valid"][0, 0, 0] == 1 and vals["theory_valid"][0, 0, 1] == 0
+
+
+ONE_STEP = """
+[study]
+name = "os"
+experiment = "one-step"
+seed = 2
+replicates = 1
+[fixed]
+n = 200
+input_ratio = 0.8
+width_ratio = 1.2
+activation = "erf"
+teacher = "erf"
+[axes]
+lr = [0.5, 2.0]
+[measure]
+top_k = 4
+[run]
+block = { lr = 2 }
+"""
+
+
+def test_one_step_block_has_prediction_at_nominal_and_realised_size() -> None:
+    spec = parse_spec(ONE_STEP)
+    vals = run_block(spec, blocks(spec)[0]).values
+    # eta = 2 (THEORY §7): theta1 = 2.502399, test-CK spike 8.353392, alignment 0.359360
+    assert vals["theory_theta1"][1] == pytest.approx(2.502399, rel=1e-6)
+    assert vals["theory_spike"][1, 0, 0] == pytest.approx(8.353392, rel=1e-6)
+    assert vals["theory_align"][1, 0, 0] == pytest.approx(0.359360, rel=1e-5)
+    assert np.isnan(vals["theory_spike"][0, 0, 0])  # eta = 0.5: theta1^4 < gamma0, no spike
+    # realised rank-one size at n = 200: within a few n^-1/2 ~ 7 % of theta1
+    assert vals["theta1_realised"][1, 0] == pytest.approx(2.502399, rel=0.25)
+    assert np.isfinite(vals["theory_spike_realised"][1, 0, 0, 0])
+    assert vals["loss_after"][1, 0] < vals["loss_before"][1, 0]
