@@ -146,9 +146,24 @@ def point_memory_bytes(spec: Spec, values: dict) -> int:
     return b * (n * d + n_test * d + 3 * d * width + 2 * width * max(n, n_test) + 3 * m * m)
 
 
+FEATURE_BATCH_BYTES = 512 * 2**20
+"""deep-ck: features of untrained points sharing a seed that go through the layers together."""
+
+
 def block_memory_bytes(spec: Spec) -> int:
-    """Peak bytes of the largest task (points of a block run one after another)."""
-    return point_memory_bytes(spec, _extremes(spec))
+    """Peak bytes of the largest task.
+
+    One point's matrices, plus (deep-ck) the features of the points pushed through the layers
+    together, at most :data:`FEATURE_BATCH_BYTES`.
+    """
+    values = _extremes(spec)
+    need = point_memory_bytes(spec, values)
+    if spec.experiment == "deep-ck":
+        n, d0, d = _deep_sizes(values)
+        per_point = 2 * max(d0, d) * n * _BYTES[spec.run.dtype]
+        points = math.prod(chunk_shape(spec)[:-1])
+        need += min(FEATURE_BATCH_BYTES, per_point * max(points - 1, 0))
+    return need
 
 
 def physical_memory_bytes() -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from kernels.backend import Backend, get_backend
-from sweep.grid import Block, _deep_sizes, _one_step_sizes, point_seed
+from sweep.grid import FEATURE_BATCH_BYTES, Block, _deep_sizes, _one_step_sizes, point_seed
 from sweep.schema import empty_block
 from sweep.spec import Spec
 
@@ -80,32 +80,34 @@ def theory_for_point(spec: Spec, values: dict) -> dict[str, Any]:
     }
 
 
-_FEATURE_BATCH_BYTES = 512 * 2**20  # features of points pushed through a layer together
+_MEASURED_NAMES = ("eigval", "edge_emp", "n_outliers", "overlap", "align", "spike_emp", "detected", "hist")
 
 
-def _measure_layers(spec: Spec, layers: Any, signals: np.ndarray, seed: np.random.SeedSequence,
-                    backend: Backend) -> dict[str, np.ndarray]:
-    """Measure every layer's CK from the features yielded by ``layers``."""
-    from kernels.observables import measure_layer
+class _LayerRecords:
+    """Per-layer measurements of one point, stacked over layers at the end."""
 
-    out: dict[str, list] = {name: [] for name in
-                            ("eigval", "edge_emp", "n_outliers", "overlap", "align", "spike_emp",
-                             "detected", "hist")}
-    for layer, feats in enumerate(layers):
+    def __init__(self, spec: Spec, signals: np.ndarray, seed: np.random.SeedSequence, backend: Backend):
+        self.spec, self.signals, self.seed, self.backend = spec, signals, seed, backend
+        self.out: dict[str, list] = {name: [] for name in _MEASURED_NAMES}
+
+    def add(self, layer: int, feats: Any) -> None:
+        """Measure layer ``layer`` from its features (d_l x n) and keep the numbers."""
+        from kernels.observables import measure_layer
+
+        spec = self.spec
         hist_range = spec_hist_range(spec, layer) if spec.measure.histogram_bins else None
-        m = measure_layer(feats, signals, spec.measure.top_k, hist_bins=spec.measure.histogram_bins,
+        m = measure_layer(feats, self.signals, spec.measure.top_k, hist_bins=spec.measure.histogram_bins,
                           hist_range=hist_range, method=spec.measure.eigensolver,
-                          seed=_child(_child(seed, 2), layer), backend=backend)
-        out["eigval"].append(m.eigval)
-        out["edge_emp"].append(m.edge_emp)
-        out["n_outliers"].append(m.n_outliers)
-        out["overlap"].append(m.overlap)
-        out["align"].append(m.align)
-        out["spike_emp"].append(m.spike_emp)
-        out["detected"].append(m.detected.astype(np.int8))
+                          seed=_child(_child(self.seed, 2), layer), backend=self.backend)
+        for name in _MEASURED_NAMES[:-1]:
+            value = getattr(m, name)
+            self.out[name].append(value.astype(np.int8) if name == "detected" else value)
         if m.hist is not None:
-            out["hist"].append(m.hist)
-    return {name: np.asarray(v) for name, v in out.items() if v}
+            self.out["hist"].append(m.hist)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The measurements with a leading layer dimension."""
+        return {name: np.asarray(v) for name, v in self.out.items() if v}
 
 
 def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
@@ -114,7 +116,7 @@ def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
 
     The input noise is drawn once; untrained points go through the layers together
     (``forward_batch`` draws each W_l once for all of them, bitwise equal to one-by-one
-    passes), in batches whose features fit in :data:`_FEATURE_BATCH_BYTES`.
+    passes), in batches whose features fit in :data:`sweep.grid.FEATURE_BATCH_BYTES`.
     """
     from kernels.data import draw_input_noise, make_input
     from kernels.network import forward_batch, layer_widths
@@ -125,20 +127,21 @@ def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
     widths = layer_widths(n, [first["width_ratio"]] * spec.depth)
     results: list[dict[str, np.ndarray] | None] = [None] * len(group)
     untrained = [i for i, v in enumerate(group) if float(v["lr"]) == 0.0]
-    batch = max(1, int(_FEATURE_BATCH_BYTES // (2 * max(d0, d) * n * backend.dtype.itemsize)))
+    batch = max(1, int(FEATURE_BATCH_BYTES // (2 * max(d0, d) * n * backend.dtype.itemsize)))
     for lo in range(0, len(untrained), batch):
         idx = untrained[lo:lo + batch]
         samples = [make_input(noise, _spikes(spec, group[i]), backend) for i in idx]
-        per_layer = [[] for _ in idx]
-        for layer_feats in forward_batch([s.X for s in samples], widths,
-                                         [group[i]["activation"] for i in idx],
-                                         _child(seed, 1), backend):
-            for j, feats in enumerate(layer_feats):
-                per_layer[j].append(feats)
+        records = [_LayerRecords(spec, smp.signals, seed, backend) for smp in samples]
+        inputs = [smp.X for smp in samples]
+        del samples  # the batch holds two layers of features at a time, no more
+        layers = forward_batch(inputs, widths, [group[i]["activation"] for i in idx], _child(seed, 1), backend)
+        del inputs
+        for layer, layer_feats in enumerate(layers):
+            for rec, feats in zip(records, layer_feats, strict=True):
+                rec.add(layer, feats)
             del layer_feats
-        for j, i in enumerate(idx):
-            results[i] = _measure_layers(spec, per_layer[j], samples[j].signals, seed, backend)
-        del per_layer, samples
+        for rec, i in zip(records, idx, strict=True):
+            results[i] = rec.arrays()
     for i, values in enumerate(group):
         if results[i] is None:
             results[i] = _trained_point(spec, values, noise, widths, seed, backend)
@@ -158,8 +161,10 @@ def _trained_point(spec: Spec, values: dict, noise: Any, widths: tuple[int, ...]
     start = initial_weights(sample.X.shape[0], widths, _child(seed, 1), backend)
     weights = train_deep(sample.X, labels, start, values["activation"], float(values["lr"]),
                          int(values["steps"]), backend, seed=_child(seed, 3))
-    layers = forward_with_weights(sample.X, weights, values["activation"], backend)
-    return _measure_layers(spec, layers, sample.signals, seed, backend)
+    rec = _LayerRecords(spec, sample.signals, seed, backend)
+    for layer, feats in enumerate(forward_with_weights(sample.X, weights, values["activation"], backend)):
+        rec.add(layer, feats)
+    return rec.arrays()
 
 
 _HIST_RANGES: dict[tuple[str, int], tuple[float, float]] = {}
