@@ -41,8 +41,6 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    import ray
-
     from sweep.execute import init_ray, run_ray
     from sweep.grid import blocks
     from sweep.store import prepare_store
@@ -52,6 +50,8 @@ def main() -> None:
     t0 = time.perf_counter()
     init_ray(None, num_cpus=args.workers)
     t_init = time.perf_counter() - t0
+    import ray
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cube.zarr"
         prepare_store(spec, path)

@@ -30,7 +30,9 @@ from __future__ import annotations
 import collections
 import math
 import os
+import queue as _queue
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -273,12 +275,20 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
     """Join the cluster at ``address`` or start Ray in-process on loopback."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
-        # must precede `import ray`: node IP resolves to loopback instead of the LAN address
+        # read when ray is imported (and by the processes it starts): node IP resolves to
+        # loopback instead of the LAN address
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    imported_before = "ray" in sys.modules
     import ray
 
     if ray.is_initialized():
         return
+    if address is None and imported_before:
+        # ray was imported before the variable was set (a notebook, a test): its constant was
+        # computed already; ray's services module reads it at call time, so set it there too
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     env = fault_env()
     runtime_env = {"env_vars": env} if env else None
     if address is None:
@@ -288,7 +298,8 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
         ip = ray.util.get_node_ip_address()
         if ip != "127.0.0.1":
             ray.shutdown()
-            raise RuntimeError(f"embedded Ray bound to {ip}, not loopback; refusing to run")
+            raise RuntimeError(f"embedded Ray bound to {ip}, not loopback; refusing to run (set "
+                               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before importing ray)")
     else:
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False,
@@ -308,6 +319,57 @@ def _start_timeout() -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{START_TIMEOUT_ENV}: must be > 0 seconds, got {raw!r}")
     return value
+
+
+class _BlockWriter:
+    """The single writer: one driver thread writes finished and failed blocks in arrival order.
+
+    The scheduling loop hands results over and goes straight back to feeding actors, so an
+    actor never waits for the store (a block's zarr writes took 60 ms beside 180 ms tasks in
+    ``python -m sweep.bench_overhead``). A write error (disk full) is re-raised in the loop.
+    """
+
+    def __init__(self, spec: Spec, path: Path, group: Any):
+        self.spec, self.path, self.group = spec, path, group
+        self.items: _queue.Queue = _queue.Queue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._loop, name="spikesweep-writer", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self.items.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # after a failed write nothing more is written
+            kind, block, kwargs = item
+            try:
+                if kind == "done":
+                    write_block(self.spec, self.path, block, group=self.group, **kwargs)
+                else:
+                    write_failure(self.spec, self.path, block, group=self.group, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the driver loop
+                self.error = exc
+
+    def done(self, block: Block, values: dict, wall_s: float, attempts: int) -> None:
+        """Queue a finished block for writing."""
+        self.items.put(("done", block, {"values": values, "wall_s": wall_s, "attempts": attempts}))
+
+    def failed(self, block: Block, error: str, attempts: int) -> None:
+        """Queue a failed block's ledger entry."""
+        self.items.put(("failed", block, {"error": error, "attempts": attempts}))
+
+    def check(self) -> None:
+        """Raise the first write error, if any."""
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Write everything queued, stop the thread, and raise a write error if there was one."""
+        self.items.put(None)
+        self.thread.join()
+        self.check()
 
 
 class _Scheduler:
@@ -411,9 +473,10 @@ class _Scheduler:
         start_timeout = _start_timeout()
         last_ready = time.monotonic()
 
+        writer = _BlockWriter(self.spec, self.path, self.group)
+
         def record_failed(block: Block, why: str) -> None:
-            write_failure(self.spec, self.path, block, error=why, attempts=attempts[block.index],
-                          group=self.group)
+            writer.failed(block, why, attempts[block.index])
             self.summary.failed[block.key] = why
             bar.update(1)
 
@@ -431,6 +494,7 @@ class _Scheduler:
                 record_failed(queue.popleft(), why)
 
         while queue or in_flight:
+            writer.check()
             while idle and queue:
                 aid = idle.popleft()
                 if aid not in self.actors:
@@ -481,8 +545,7 @@ class _Scheduler:
                     failed_attempt(block, f"worker died: {_short(exc)}")
                 else:
                     attempts[block.index] += 1
-                    write_block(self.spec, self.path, block, result.values, wall_s=result.wall_s,
-                                attempts=attempts[block.index], group=self.group)
+                    writer.done(block, result.values, result.wall_s, attempts[block.index])
                     self.summary.done += 1
                     self.summary.task_s += result.wall_s
                     node = str(result.info.get("node_id", ""))
@@ -496,6 +559,7 @@ class _Scheduler:
                     in_flight.pop(ref)
                     self._replace(aid)
                     failed_attempt(block, f"timed out after {timeout:g} s (run.timeout_s)")
+        writer.close()
         bar.close()
         self.summary.wall_s = time.perf_counter() - t_start
         return self.summary

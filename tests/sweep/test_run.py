@@ -117,3 +117,13 @@ def test_cli_theory_json_matches_acceptance_table(tmp_path: Path) -> None:
     assert absorbed[0]["location"] == pytest.approx(3.0) and absorbed[1]["location"] is None
     bad = _cli("theory", "--activation", "swish", cwd=tmp_path)
     assert bad.returncode == 2 and "swish" in bad.stderr
+
+
+def test_embedded_ray_is_loopback_even_if_ray_was_imported_first(tmp_path: Path) -> None:
+    code = ("import ray\nfrom sweep.execute import init_ray\ninit_ray(None, num_cpus=1)\n"
+            "print('ip', ray.util.get_node_ip_address())\nray.shutdown()\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=180, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "ip 127.0.0.1" in out.stdout
