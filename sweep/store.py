@@ -229,8 +229,8 @@ def check_space(spec: Spec, path: Path, fraction: float = 1.0) -> None:
 
 def check_writable(path: Path) -> None:
     """Refuse, before any work, a store location that cannot be written."""
-    parent = path.parent if not path.exists() else path
-    parent.mkdir(parents=True, exist_ok=True) if not parent.exists() else None
+    parent = path if path.exists() else path.parent
+    parent.mkdir(parents=True, exist_ok=True)
     probe = parent / f".spikesweep-write-probe-{os.getpid()}"
     try:
         probe.write_text("ok")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kernels.backend import Backend, get_backend
+from kernels.seeding import derive
 from sweep.grid import FEATURE_BATCH_BYTES, Block, _deep_sizes, _one_step_sizes, point_seed
 from sweep.schema import empty_block
 from sweep.spec import Spec
@@ -40,12 +41,8 @@ class BlockResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _child(seed: np.random.SeedSequence, i: int) -> np.random.SeedSequence:
-    """The i-th independent stream of a point seed.
-
-    0 input, 1 weights, 2 eigensolver start vectors, 3 training readout.
-    """
-    return np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, i))
+# independent streams of a point seed, named so a draw never depends on call order
+_INPUT, _WEIGHTS, _EIGENSOLVER, _TRAINING = 0, 1, 2, 3
 
 
 def _spikes(spec: Spec, values: dict) -> tuple[float, ...]:
@@ -98,7 +95,7 @@ class _LayerRecords:
         hist_range = spec_hist_range(spec, layer) if spec.measure.histogram_bins else None
         m = measure_layer(feats, self.signals, spec.measure.top_k, hist_bins=spec.measure.histogram_bins,
                           hist_range=hist_range, method=spec.measure.eigensolver,
-                          seed=_child(_child(self.seed, 2), layer), backend=self.backend)
+                          seed=derive(self.seed, _EIGENSOLVER, layer), backend=self.backend)
         for name in _MEASURED_NAMES[:-1]:
             value = getattr(m, name)
             self.out[name].append(value.astype(np.int8) if name == "detected" else value)
@@ -123,7 +120,7 @@ def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
 
     first = group[0]
     n, d0, d = _deep_sizes(first)
-    noise = draw_input_noise(n, d0, spec.n_signals, _child(seed, 0), backend, model=first["input"])
+    noise = draw_input_noise(n, d0, spec.n_signals, derive(seed, _INPUT), backend, model=first["input"])
     widths = layer_widths(n, [first["width_ratio"]] * spec.depth)
     results: list[dict[str, np.ndarray] | None] = [None] * len(group)
     untrained = [i for i, v in enumerate(group) if float(v["lr"]) == 0.0]
@@ -134,7 +131,7 @@ def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
         records = [_LayerRecords(spec, smp.signals, seed, backend) for smp in samples]
         inputs = [smp.X for smp in samples]
         del samples  # the batch holds two layers of features at a time, no more
-        layers = forward_batch(inputs, widths, [group[i]["activation"] for i in idx], _child(seed, 1), backend)
+        layers = forward_batch(inputs, widths, [group[i]["activation"] for i in idx], derive(seed, _WEIGHTS), backend)
         del inputs
         for layer, layer_feats in enumerate(layers):
             for rec, feats in zip(records, layer_feats, strict=True):
@@ -158,9 +155,9 @@ def _trained_point(spec: Spec, values: dict, noise: Any, widths: tuple[int, ...]
     sample = make_input(noise, _spikes(spec, values), backend)
     # labels: the class signs of the first signal (balanced +-1/sqrt(n) contrasts)
     labels = np.sign(sample.signals[0])
-    start = initial_weights(sample.X.shape[0], widths, _child(seed, 1), backend)
+    start = initial_weights(sample.X.shape[0], widths, derive(seed, _WEIGHTS), backend)
     weights = train_deep(sample.X, labels, start, values["activation"], float(values["lr"]),
-                         int(values["steps"]), backend, seed=_child(seed, 3))
+                         int(values["steps"]), backend, seed=derive(seed, _TRAINING))
     rec = _LayerRecords(spec, sample.signals, seed, backend)
     for layer, feats in enumerate(forward_with_weights(sample.X, weights, values["activation"], backend)):
         rec.add(layer, feats)
@@ -195,11 +192,11 @@ def _one_step_point(spec: Spec, values: dict, seed: np.random.SeedSequence, back
     if key not in data_cache:
         data_cache.clear()
         data_cache[key] = training.draw_teacher_student(
-            n, d, width, n_test, values["teacher"], float(values["noise"]), _child(seed, 0), backend)
+            n, d, width, n_test, values["teacher"], float(values["noise"]), derive(seed, _INPUT), backend)
     lr_eff = float(theory["lr_effective"])
     m = training.measure_one_step(data_cache[key], values["activation"], lr_eff,
                                   int(values["steps"]), spec.measure.top_k, backend,
-                                  seed=_child(seed, 2))
+                                  seed=derive(seed, _EIGENSOLVER))
     realised = one_step_prediction(values["activation"], values["teacher"], n, d, width, lr_eff,
                                    noise_sd=values["noise"], theta1=m.theta1_realised)
     return {

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import xarray as xr
 
 from sweep.runner import run_study
 from sweep.spec import parse_spec
+from tests.sweep.conftest import assert_cubes_equal
 
 STUDY = """
 [study]
@@ -32,17 +32,6 @@ activation = ["tanh", "sin"]
 [measure]
 top_k = 4
 """
-
-LEDGER_TIMING = ("wall_s",)
-
-
-def assert_same_cube(a: xr.Dataset, b: xr.Dataset) -> None:
-    assert set(a.data_vars) == set(b.data_vars)
-    for name in a.data_vars:
-        if name in LEDGER_TIMING:
-            continue
-        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
-
 
 def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -70,8 +59,8 @@ def test_worker_count_and_executor_do_not_change_the_cube(tmp_path: Path, shared
     assert one.ok and two.ok and local.ok
     assert two.summary.workers == 2 and one.summary.done == two.summary.done == 16
     cubes = [xr.open_zarr(p) for p in (one.store, two.store, local.store)]
-    assert_same_cube(cubes[0], cubes[1])
-    assert_same_cube(cubes[0], cubes[2])
+    assert_cubes_equal(cubes[0], cubes[1])
+    assert_cubes_equal(cubes[0], cubes[2])
     assert (cubes[0]["status"].values == 1).all()
     # a rerun is a resume with nothing left to do
     again = run_study(spec, tmp_path / "two.zarr", progress=False)
