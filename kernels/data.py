@@ -141,14 +141,20 @@ def draw_input_noise(
     return InputNoise(Z=Z, directions=directions, signals=signals, model=model)
 
 
-def make_input(noise: InputNoise, spikes: Sequence[float], backend: Backend) -> InputSample:
+def make_input(
+    noise: InputNoise, spikes: Sequence[float], backend: Backend, noise_scale: float = 1.0
+) -> InputSample:
     """Build X from ``noise`` and the spike strengths θ (one per direction; see module doc).
 
-    gmm: X = Z + Σ_i θ_i a_i b_iᵀ. spiked_cov: X = Z + Σ_i c_i v_i (v_iᵀ Z), c_i = √(1+θ_i) − 1.
+    gmm: X = sZ + Σ_i θ_i a_i b_iᵀ. spiked_cov: X = sZ + Σ_i c_i v_i (v_iᵀ sZ), c_i = √(1+θ_i) − 1.
+    s = ``noise_scale`` (default 1: columns of unit norm, the theory's setting); s ≠ 1 gives
+    columns of norm ≈ s, which an activation normalised for N(0, 1) pre-activations does not
+    expect (for non-odd σ, E σ(sξ) ≠ 0: an uninformative outlier along the all-ones vector).
     ``noise.Z`` is never modified.
 
     Raises:
-        ValueError: wrong number of strengths, non-finite values, or θ <= −1 for spiked_cov.
+        ValueError: wrong number of strengths, non-finite values, θ <= −1 for spiked_cov, or a
+            noise scale that is not finite and > 0.
     """
     theta = np.asarray(list(spikes), dtype=np.float64)
     if theta.ndim != 1 or theta.shape[0] != noise.rank:
@@ -157,8 +163,13 @@ def make_input(noise: InputNoise, spikes: Sequence[float], backend: Backend) -> 
         )
     if not np.all(np.isfinite(theta)):
         raise ValueError(f"spikes: strengths must be finite, got {theta.tolist()}")
+    if not (np.isfinite(noise_scale) and noise_scale > 0):
+        raise ValueError(f"noise_scale: must be finite and > 0, got {noise_scale!r}")
     Z = noise.Z
     X = Z.copy()
+    if noise_scale != 1.0:
+        X *= noise_scale
+        Z = X  # spiked_cov reads sZ; each += evaluates its right side before writing X
     if noise.rank:
         A = backend.asarray(noise.directions)
         if noise.model == "gmm":

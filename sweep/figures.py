@@ -53,12 +53,13 @@ _LABELS: dict[str, str] = {
     "activation": "activation",
     "teacher": r"teacher $\sigma_*$",
     "input": "input model",
+    "input_scale": r"input column norm $s$",
 }
 
 # Categories of a breakdown cell (sweep.maps.breakdown_error): drawn as grey/hatched patches, never
 # on the error colour scale, because "the theory says nothing here" is not "the theory is wrong".
 CATEGORY_STYLE: dict[int, tuple[str, str, str]] = {
-    1: ("theory not valid (activation)", "0.78", "//"),
+    1: ("theory not valid (activation, inputs or training)", "0.78", "//"),
     2: ("spike absorbed (no outlier predicted)", "0.92", ".."),
     3: ("not run / no value", "white", "xx"),
 }
@@ -190,15 +191,21 @@ def _save(fig: Figure, path: Path, title: str) -> Path:
     return path
 
 
+EXTRA_MARK = 0.5  # mean unmatched outliers per replicate from which a cell is marked
+
+
 def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str | None, *,
                  invalid: xr.DataArray, theory: xr.DataArray | None,
                  empirical: xr.Dataset | None, along: str | None, attrs: Mapping[str, Any],
-                 title: str, path: Path) -> Path:
+                 title: str, path: Path, window: xr.DataArray | None = None,
+                 extra: xr.DataArray | None = None) -> Path:
     """Draw detection probability over (y, x) per facet, theory curve and empirical thresholds.
 
     ``theory`` is the critical value along ``along`` (x or y) as a function of the other plot
-    axis; ``empirical`` holds ``threshold``, ``threshold_err``, ``threshold_status`` likewise.
-    Cells where the theory is not valid are hatched (the detector itself is theory-free).
+    axis; ``window`` (optional, same shape) the finite-n window w_n, drawn as a band from θ* to
+    θ* + w_n; ``empirical`` holds ``threshold``, ``threshold_err``, ``threshold_status``
+    likewise. Cells where the theory is not valid are hatched (the detector is theory-free);
+    cells where on average at least half an outlier is matched to no signal (``extra``) get a ×.
     """
     rows, cols = _facet_values(prob, row), _facet_values(prob, col)
     fig, axes = _grid(len(rows), len(cols))
@@ -213,8 +220,14 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                                  norm=norm, shading="flat")
             bad = invalid.sel(sel).transpose(y, x).values.astype(bool)
             _hatch_cells(ax, bad, xs, ys, "none", "//")
+            if extra is not None:
+                e = extra.sel(sel).transpose(y, x).values
+                iy, ix = np.nonzero(np.nan_to_num(e) >= EXTRA_MARK)
+                ax.plot(xs.positions[ix], ys.positions[iy], ls="", marker="x", color="tab:orange",
+                        ms=5, mew=1.5, zorder=6)
             if theory is not None and along is not None:
-                _threshold_curve(ax, theory.sel(sel), along, x, y, xs, ys)
+                _threshold_curve(ax, theory.sel(sel), along, x, y, xs, ys,
+                                 None if window is None else window.sel(sel))
             if empirical is not None and along is not None:
                 _threshold_points(ax, empirical.sel(sel), along, x, y, xs, ys)
             _apply_scale(ax, xs, "x", prob[x].attrs)
@@ -222,18 +235,23 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
             ax.set_title(_panel_title(sel) + (" (theory not valid)" if bad.all() else ""),
                          fontsize=9)
     handles = [Line2D([], [], color="tab:red", marker="o", ms=3, label=r"theory $\theta_c$"),
+               *([Patch(facecolor="tab:red", alpha=0.3, label=r"finite-$n$ window $w_n$")]
+                 if window is not None else []),
                Line2D([], [], color="white", mec="black", marker="D", ls="", ms=5,
                       label=r"empirical $P=1/2$ ($\pm$ err)"),
-               Patch(facecolor="none", edgecolor="0.35", hatch="//", label="theory not valid")]
+               Patch(facecolor="none", edgecolor="0.35", hatch="//", label="theory not valid"),
+               *([Line2D([], [], color="tab:orange", marker="x", ls="", ms=5, mew=1.5,
+                         label="outlier matched to no signal")]
+                 if extra is not None and bool((extra.fillna(0) >= EXTRA_MARK).any()) else [])]
     _outer_labels(axes)
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=8)
     cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02)
     cbar.set_label("detection probability (separated outlier)")
     return _save(fig, path, title)
 
 
 def _threshold_curve(ax: Axes, th: xr.DataArray, along: str, x: str, y: str, xs: AxisScale,
-                     ys: AxisScale) -> None:
+                     ys: AxisScale, window: xr.DataArray | None = None) -> None:
     other = y if along == x else x
     vals = th.transpose(other).values.astype(float)
     opos = (ys if along == x else xs).positions
@@ -241,6 +259,12 @@ def _threshold_curve(ax: Axes, th: xr.DataArray, along: str, x: str, y: str, xs:
     if not ok.any():
         return
     px, py = (vals[ok], opos[ok]) if along == x else (opos[ok], vals[ok])
+    if window is not None:  # one translucent bar [θ*, θ* + w_n] per grid row (or column)
+        w = window.transpose(other).values.astype(float)[ok]
+        for v, o, wv in zip(vals[ok], opos[ok], w, strict=True):
+            if np.isfinite(wv):
+                seg = ([v, v + wv], [o, o]) if along == x else ([o, o], [v, v + wv])
+                ax.plot(*seg, color="tab:red", alpha=0.35, lw=6, solid_capstyle="butt", zorder=3)
     ax.plot(px, py, "-o", color="tab:red", ms=3, lw=1.6, zorder=4)
 
 
@@ -325,6 +349,15 @@ def breakdown_figure(err: xr.DataArray, category: xr.DataArray, x: str, y: str,
     return _save(fig, path, title)
 
 
+def _count_note(d: xr.Dataset, valid: bool) -> str:
+    """': outliers 2, 1 (theory 2)': detected count per replicate, and the theory's count."""
+    if "n_outliers" not in d:
+        return ""
+    counts = ", ".join(str(int(c)) for c in np.atleast_1d(d["n_outliers"].values) if c >= 0)
+    theory = f" (theory {int(d['theory_outliers'])})" if valid and "theory_outliers" in d else ""
+    return f": outliers {counts}{theory}"
+
+
 def spectrum_figure(data: xr.Dataset, row: str | None, *, density: xr.DataArray | None,
                     title: str, path: Path) -> Path:
     """Replicate-mean spectrum histogram per layer with theory bulk edge, density and spikes.
@@ -332,7 +365,9 @@ def spectrum_figure(data: xr.Dataset, row: str | None, *, density: xr.DataArray 
     ``data`` holds ``hist`` (layer, bin) with ``bin_lo``/``bin_hi``, ``theory_edge`` (layer),
     ``theory_spike`` (layer, signal), ``edge_emp`` (layer), ``spike_emp`` (layer, signal) and
     ``theory_valid``; ``density`` (layer, x_density) when a theory density is available. Where
-    the theory is not valid no theory line is drawn (the panel says so).
+    the theory is not valid no theory line is drawn (the panel says so). With ``n_outliers``
+    (replicate, layer) and ``theory_outliers`` (layer) the panel titles give the detected count
+    per replicate beside the theory's.
     """
     rows, layers = _facet_values(data, row), list(data["layer"].values)
     fig, axes = _grid(len(rows), len(layers), extra_w=0.2, sharex=False, sharey=False)
@@ -370,7 +405,8 @@ def spectrum_figure(data: xr.Dataset, row: str | None, *, density: xr.DataArray 
             ax.set_ylabel("density" if j == 0 else "")
             ax.set_ylim(bottom=0)
             ax.set_title(_panel_title({**sel, "layer": layer})
-                         + ("" if valid else " (theory not valid)"), fontsize=9)
+                         + ("" if valid else " (theory not valid)") + _count_note(d, valid),
+                         fontsize=9)
     _dedup_legend(fig, axes)
     return _save(fig, path, title)
 

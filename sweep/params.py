@@ -84,6 +84,8 @@ DEEP_CK: dict[str, ParamDef] = {
                       "input model: gmm (signal-plus-noise mixture) or spiked_cov"),
     "spike": ParamDef(float, None, _non_negative, False, True,
                       "spike strength theta of the single signal"),
+    "input_scale": ParamDef(float, 1.0, _positive, False, True,
+                            "input column norm s (noise entries N(0, s^2/d0); theory: s = 1)"),
 }
 
 ONE_STEP: dict[str, ParamDef] = {

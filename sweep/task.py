@@ -58,7 +58,8 @@ def theory_for_point(spec: Spec, values: dict) -> dict[str, Any]:
             values["activation"], values["input_ratio"], [values["width_ratio"]] * spec.depth,
             _spikes(spec, values), input_model=values["input"],
         )
-        valid = bool(pred.valid) and float(values["lr"]) == 0.0
+        # trained networks and inputs off the unit sphere are outside the theory's assumptions
+        valid = bool(pred.valid) and float(values["lr"]) == 0.0 and float(values["input_scale"]) == 1.0
         return {
             "theory_edge": pred.edge, "theory_spike": pred.location.T,
             "theory_align": pred.alignment.T, "theory_survives": pred.survives.T.astype(np.int8),
@@ -127,7 +128,8 @@ def _deep_group(spec: Spec, group: list[dict], seed: np.random.SeedSequence,
     batch = max(1, int(FEATURE_BATCH_BYTES // (2 * max(d0, d) * n * backend.dtype.itemsize)))
     for lo in range(0, len(untrained), batch):
         idx = untrained[lo:lo + batch]
-        samples = [make_input(noise, _spikes(spec, group[i]), backend) for i in idx]
+        samples = [make_input(noise, _spikes(spec, group[i]), backend,
+                              noise_scale=float(group[i]["input_scale"])) for i in idx]
         records = [_LayerRecords(spec, smp.signals, seed, backend) for smp in samples]
         inputs = [smp.X for smp in samples]
         del samples  # the batch holds two layers of features at a time, no more
@@ -152,7 +154,8 @@ def _trained_point(spec: Spec, values: dict, noise: Any, widths: tuple[int, ...]
     from kernels.network import initial_weights
     from kernels.training import forward_with_weights, train_deep
 
-    sample = make_input(noise, _spikes(spec, values), backend)
+    sample = make_input(noise, _spikes(spec, values), backend,
+                        noise_scale=float(values["input_scale"]))
     # labels: the class signs of the first signal (balanced +-1/sqrt(n) contrasts)
     labels = np.sign(sample.signals[0])
     start = initial_weights(sample.X.shape[0], widths, derive(seed, _WEIGHTS), backend)

@@ -7,6 +7,7 @@ Gram-vs-operator choice of kernels.eigen; the outlier detector's error rates.
     python -m kernels.bench.layers --sizes 1000 2000     # other sizes
     python -m kernels.bench.layers --gram-vs-operator    # eigsh on the Gram vs a LinearOperator
     python -m kernels.bench.layers --detector            # false-positive / detection rates
+    python -m kernels.bench.layers --window              # detection inside the finite-n window
 
 Timing scenarios (width ratio 1, tanh, top k = 16 i.e. 6 + the detector's 10 extra):
 ``1 proc x 1 thread``, ``1 proc x all threads``, and two worker processes running the same layer
@@ -178,17 +179,61 @@ def run_detector(sizes: list[int], seeds: int, spikes: list[float]) -> None:
                     print("    " + "   ".join(cells[i:i + 3]))
 
 
+def run_window(n: int, draws: int, multiples: list[float]) -> None:
+    """Detection at θ* + k·w_n (K0, gmm, γ0 = 1/2) against the best any λ1 threshold can do.
+
+    For each k: the median top eigenvalue with the spike, the false-positive rate of an oracle
+    that knows the pure-noise law and calls "outlier" above that median (so it has 50 % power
+    at θ* + k·w_n), and this package's detector's power there. ``draws`` spectra per row.
+    """
+    from kernels.backend import blas_threads, get_backend
+    from kernels.data import draw_input_noise, make_input
+    from kernels.observables import EXTRA_EIGENVALUES, detect_outliers
+    from kernels.seeding import derive
+    from kernels.theory import critical_spikes, critical_window
+
+    be = get_backend()
+    root = np.random.SeedSequence(20261203)
+    theta_c = float(critical_spikes("tanh", 2.0, [1.0])[0])
+    w = float(critical_window("tanh", 2.0, [1.0], n)[0])
+
+    def spectra(theta: float) -> list[np.ndarray]:
+        out = []
+        for s in range(draws):
+            noise = draw_input_noise(n, 2 * n, 1, derive(root, n, s), be)
+            X = make_input(noise, [theta], be).X
+            out.append(np.linalg.eigvalsh(X.T @ X)[::-1][: 6 + EXTRA_EIGENVALUES])
+        return out
+
+    with blas_threads(1):
+        top_noise = np.array([lam[0] for lam in spectra(0.0)])
+        print(f"n = {n}, gamma0 = 1/2 (d0 = 2n), {draws} draws per row: theta* = {theta_c:.4f}, "
+              f"w_n = {w:.4f}")
+        print("  k    theta    median lambda1   oracle FP at 50% power   detector power")
+        for k in multiples:
+            lams = spectra(theta_c + k * w)
+            med = float(np.median([lam[0] for lam in lams]))
+            power = np.mean([detect_outliers(lam)[0] > 0 for lam in lams])
+            print(f"  {k:<4g} {theta_c + k * w:.4f}   {med:.4f}           "
+                  f"{np.mean(top_noise > med):.3f}                    {power:.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=None)
     parser.add_argument("--gram-vs-operator", action="store_true")
     parser.add_argument("--detector", action="store_true")
+    parser.add_argument("--window", action="store_true",
+                        help="detection at theta* + k w_n vs an oracle threshold (n = --sizes[0])")
+    parser.add_argument("--draws", type=int, default=400, help="window: spectra per row")
     parser.add_argument("--seeds", type=int, default=20, help="detector: seeds per cell")
     parser.add_argument("--spikes", type=float, nargs="+", default=[0.0, 2.0],
                         help="detector: spike strengths (0 = false-positive rate)")
     args = parser.parse_args(argv)
     if args.gram_vs_operator:
         run_gram_vs_operator((args.sizes or [2000])[0], K_TOTAL)
+    elif args.window:
+        run_window((args.sizes or [500])[0], args.draws, [1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
     elif args.detector:
         run_detector(args.sizes or [500], args.seeds, args.spikes)
     else:

@@ -1,7 +1,7 @@
 """Limits of spiked conjugate-kernel spectra (THEORY.md): bulk, spikes through depth, one step.
 
 Pure numpy/scipy on the host. The sweep calls :func:`deep_ck_prediction`,
-:func:`critical_spikes`, :func:`one_step_prediction`, :func:`critical_learning_rate` and
+:func:`critical_spikes`, :func:`critical_window`, :func:`one_step_prediction`, :func:`critical_learning_rate` and
 :func:`bulk_density`; the level objects and propagation functions are exposed for notebooks and
 for plug-in input spectra (:class:`EmpiricalLevel` + :func:`build_chain` +
 :func:`propagate_spikes`).
@@ -12,6 +12,7 @@ from kernels.theory.api import (
     bulk_atom_mass,
     bulk_density,
     critical_spikes,
+    critical_window,
     deep_ck_prediction,
     deep_levels,
 )
@@ -35,6 +36,7 @@ from kernels.theory.thresholds import (
     critical_spikes_bisect,
     critical_spikes_for_chain,
 )
+from kernels.theory.window import edge_density_coefficient, edge_fluctuation_scale
 
 __all__ = [
     "INPUT_MODELS",
@@ -54,9 +56,12 @@ __all__ = [
     "critical_locations",
     "critical_spikes",
     "critical_spikes_bisect",
+    "critical_window",
     "critical_spikes_for_chain",
     "deep_ck_prediction",
     "deep_levels",
+    "edge_density_coefficient",
+    "edge_fluctuation_scale",
     "gaussian_chain",
     "input_spikes",
     "input_threshold",

@@ -19,12 +19,14 @@ from kernels.theory.levels import Level
 from kernels.theory.spikes import propagate_spikes
 from kernels.theory.thresholds import critical_spikes_for_chain
 from kernels.theory.validation import activation_status, positive, positive_ratios
+from kernels.theory.window import critical_window_for_chain
 
 __all__ = [
     "DeepCKPrediction",
     "bulk_atom_mass",
     "bulk_density",
     "critical_spikes",
+    "critical_window",
     "deep_ck_prediction",
     "deep_levels",
 ]
@@ -128,6 +130,25 @@ def critical_spikes(
     _check_input_model(input_model)
     chain = deep_levels(activation, input_ratio, width_ratios)
     return critical_spikes_for_chain(chain, input_model, 1.0 / float(input_ratio))
+
+
+def critical_window(
+    activation: str,
+    input_ratio: float,
+    width_ratios: Sequence[float],
+    n: int,
+    input_model: str = "gmm",
+) -> np.ndarray:
+    """w_n(ℓ), ℓ = 0..L: width in θ of the finite-n smearing of the transition at layer ℓ.
+
+    θ* + w_n is where the predicted outlier clears the edge by one Tracy–Widom scale
+    (π C n)^{-2/3}; w_n ∝ n^{-1/3} (:mod:`kernels.theory.window`). ∞ where b = 0.
+    """
+    _check_input_model(input_model)
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"n: must be a positive integer sample size, got {n!r}")
+    chain = deep_levels(activation, input_ratio, width_ratios)
+    return critical_window_for_chain(chain, input_model, 1.0 / float(input_ratio), int(n))
 
 
 def _layer(width_ratios: Sequence[float], layer: int) -> int:

@@ -166,3 +166,15 @@ def test_input_gram_spike_matches_the_bbp_formulas(model, theta, lam, align, tol
     vals = [_k0_top(theta, 800, 1600, s, model) for s in range(4)]
     assert np.mean([v[0] for v in vals]) == pytest.approx(lam, abs=tol_lam)
     assert np.mean([v[1] for v in vals]) == pytest.approx(align, abs=tol_align)
+
+
+def test_noise_scale_scales_the_noise_not_the_signal():
+    be = get_backend("numpy")
+    noise = draw_input_noise(64, 128, 1, 3, be)
+    plain, scaled = make_input(noise, [1.5], be), make_input(noise, [1.5], be, noise_scale=1.5)
+    signal = plain.X - noise.Z
+    np.testing.assert_allclose(scaled.X - 1.5 * noise.Z, signal, atol=1e-14)
+    # column norms² ≈ s²: per column sd s²√(2/d0) = 0.28, so the mean of 64 has sd 1.6 %
+    assert np.mean(np.sum(np.asarray(noise.Z) ** 2, axis=0) * 1.5**2) == pytest.approx(2.25, rel=0.03)
+    with pytest.raises(ValueError, match="noise_scale"):
+        make_input(noise, [1.5], be, noise_scale=0.0)

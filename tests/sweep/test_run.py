@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
+from kernels.theory import critical_window
+from sweep.maps import make_map
 from sweep.runner import run_study
 from sweep.spec import parse_spec
 from tests.sweep.conftest import assert_cubes_equal
@@ -65,6 +68,14 @@ def test_worker_count_and_executor_do_not_change_the_cube(tmp_path: Path, shared
     # a rerun is a resume with nothing left to do
     again = run_study(spec, tmp_path / "two.zarr", progress=False)
     assert again.skipped == again.total_blocks == 16 and again.summary.done == 0
+    # a phase map from the stored cube (object-dtype string coordinates, JSON fixed params):
+    # the window is the theory's at this point, and the lag is measured in it
+    phase = make_map(cubes[0], "phase", tmp_path / "maps", x="spike", y="width_ratio")
+    window = phase.data["theory_window"].sel(activation="tanh")
+    widths = cubes[0]["width_ratio"].values
+    for w in widths:
+        np.testing.assert_allclose(window.sel(width_ratio=w),
+                                   critical_window("tanh", 2.0, [float(w)] * 2, 120), rtol=1e-12)
 
 
 def test_cli_run_status_query_theory(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ Fluctuation scales used for the tolerances (THEORY.md §6):
   1000–2000) and 3–7.7 % at layers 1–3 for d_ℓ = 500–2000; alignments 0.002–0.05, largest at
   depth 3 and near a threshold;
 - the top bulk eigenvalue sits below the edge E by the Tracy–Widom shift 1.21 κ with sd 1.27 κ,
-  κ = (π n c)^{-2/3} where ρ(x) ≈ c √(E − x) is the limiting density at the edge (computed from
-  the theory's own density), plus a finite-n deficit of the same order at these sizes.
+  κ = (π n c)^{-2/3} where ρ(x) ≈ c √(E − x) is the limiting density at the edge
+  (:func:`kernels.theory.edge_fluctuation_scale`), plus a finite-n deficit of the same order at these sizes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ import numpy as np
 import pytest
 
 from kernels.activations import get_activation
-from kernels.theory import DeepCKPrediction, critical_spikes, deep_ck_prediction, deep_levels
+from kernels.theory import (
+    DeepCKPrediction,
+    critical_spikes,
+    deep_ck_prediction,
+    deep_levels,
+    edge_fluctuation_scale,
+)
 from kernels.theory.density import edge_clustered_cells
 
 TW_MEAN, TW_SD = -1.2065, 1.2680  # GOE Tracy–Widom (β = 1)
@@ -74,13 +80,6 @@ def simulate(
     return np.array(tops), np.array(overlaps)
 
 
-def _tw_scale(level, n: int) -> float:
-    """κ = (π n c)^{-2/3} with c = ρ(x)/√(E − x) just inside the edge."""
-    dx = 1e-3 * level.edge
-    c = float(level.density(level.edge - dx)) / np.sqrt(dx)
-    return (np.pi * n * c) ** (-2.0 / 3.0)
-
-
 def _check(act: str, n: int, input_ratio: float, width: float, reps: int, loc_tol, align_tol):
     widths = [width] * 3
     crit = critical_spikes(act, input_ratio, widths)
@@ -102,7 +101,7 @@ def _check(act: str, n: int, input_ratio: float, width: float, reps: int, loc_to
         # the absorbed signal leaves no separated outlier: the next eigenvalue is bulk, within
         # 3 TW standard deviations (of a mean over reps) above the limiting edge
         if not pred.survives[1, layer]:
-            kappa = _tw_scale(levels[layer], n)
+            kappa = edge_fluctuation_scale(levels[layer], n)
             limit = pred.edge[layer] + 3 * TW_SD * kappa / np.sqrt(reps)
             assert tops[layer, 1] < limit, (layer, tops[layer, 1], pred.edge[layer])
             assert over[layer, 1, 1] < 0.1  # and its eigenvector carries no signal
@@ -167,7 +166,7 @@ def test_bulk_matches_simulation_moderate_n() -> None:
             ks = np.max(np.abs(_theory_cdf(level, ev) - (np.arange(n) + 0.5) / n))
             assert ks < 0.015, (layer, ks)
         top = np.mean([s[layer][-1] for s in spectra])
-        kappa = _tw_scale(level, n)
+        kappa = edge_fluctuation_scale(level, n)
         assert top < pred.edge[layer] + 3 * TW_SD * kappa / np.sqrt(reps)
         assert top > pred.edge[layer] - 4 * abs(TW_MEAN) * kappa
 
