@@ -54,6 +54,7 @@ __all__ = [
     "EXTRA_EIGENVALUES",
     "FIT_POINTS",
     "GAP_MULTIPLE",
+    "MATCH_MIN_CHI2",
     "LayerMeasurement",
     "detect_outliers",
     "match_signals",
@@ -66,6 +67,7 @@ FIT_POINTS = 5  # Onatski's slope regression length
 EDGE_POINTS = 12  # most bulk eigenvalues used to extrapolate the edge
 EDGE_OFFSET = 0.75  # s in (t − s)^{2/3}, calibrated for an unbiased edge on pure noise
 GAP_MULTIPLE = 2.5  # δ = GAP_MULTIPLE · |slope|; FPR 0.5 % at spike 0 (module docstring)
+MATCH_MIN_CHI2 = 20.0  # a matched outlier needs n⟨v, s⟩² above this to count (match_signals)
 _MAX_ROUNDS = 50
 _UNIT_TOL = 1e-6
 
@@ -137,11 +139,16 @@ def detect_outliers(eigvals: np.ndarray) -> tuple[int, float]:
 
 
 def match_signals(
-    overlap: np.ndarray, eigval: np.ndarray, n_outliers: int
+    overlap: np.ndarray, eigval: np.ndarray, n_outliers: int, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Match signals to eigenvectors greedily.
 
-    Signal i (in order) takes the unused top-k eigenvector with the largest squared overlap.
+    Signal i (in order) takes the unused top-k eigenvector with the largest squared overlap. It
+    counts as detected when that eigenvector is an outlier *and* the overlap exceeds
+    :data:`MATCH_MIN_CHI2`/n: a direction unrelated to the signal has n⟨v, s⟩² ≈ χ²₁, so without
+    the floor a signal below threshold could claim an uninformative outlier (e.g. the all-ones
+    one) about once in k; with it, P(χ²₁ > 20) ≈ 8e-6 per candidate. A genuine outlier's
+    overlap is O(1) (≥ n^{-1/3} even inside the finite-n window), far above 20/n for n ≥ 100.
 
     Returns (align (r,), spike_emp (r,), detected (r,)); NaN/False once eigenvectors run out.
     """
@@ -155,7 +162,8 @@ def match_signals(
             break
         j = int(np.argmax(np.where(free, overlap[:, i], -np.inf)))
         free[j] = False
-        align[i], spike[i], detected[i] = overlap[j, i], eigval[j], j < n_outliers
+        align[i], spike[i] = overlap[j, i], eigval[j]
+        detected[i] = j < n_outliers and overlap[j, i] > MATCH_MIN_CHI2 / n
     return align, spike, detected
 
 
@@ -221,7 +229,7 @@ def measure_layer(
     n_out, edge = detect_outliers(vals[: min(m, d, n)])
     eigval, V = vals[:k], vecs[:, :k]
     overlap = (V.T @ s.T) ** 2
-    align, spike, detected = match_signals(overlap, eigval, n_out)
+    align, spike, detected = match_signals(overlap, eigval, n_out, n)
     return LayerMeasurement(
         eigval=eigval,
         edge_emp=edge,

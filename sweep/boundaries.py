@@ -61,7 +61,6 @@ METRIC_VARS: dict[str, tuple[str, str, bool, str]] = {
                        "absolute error of alignment vs prediction at the realised rank-one size"),
 }
 METRICS: dict[str, str] = {k: v[3] for k, v in METRIC_VARS.items()}
-METRICS: dict[str, str] = {k: v[3] for k, v in METRIC_VARS.items()}
 
 
 # ------------------------------------------------------------------- monotone fit, crossing
@@ -137,10 +136,15 @@ def extra_outliers(cube: xr.Dataset) -> xr.DataArray:
     (``detected == -1``) are ignored.
     """
     require_vars(cube, ["n_outliers", "detected"], "extra outliers")
-    det = cube["detected"]
-    ran = (det >= 0).all("signal") if "signal" in det.dims else det >= 0
+    if cube.attrs.get("experiment", "deep-ck") != "deep-ck":
+        raise ValueError("extra outliers need signal matching, which only deep-ck cubes have "
+                         f"(this cube: {cube.attrs.get('experiment')!r})")
+    det, count = cube["detected"], cube["n_outliers"]
+    ran = count >= 0
+    if "signal" in det.dims:
+        ran = ran & (det >= 0).all("signal")
     matched = (det == 1).sum("signal") if "signal" in det.dims else (det == 1)
-    extra = (cube["n_outliers"] - matched).where(ran).mean("replicate")
+    extra = (count - matched).where(ran).mean("replicate")
     extra.attrs = {"long_name": "outliers matched to no signal (replicate mean)", "units": "1"}
     return extra.rename("extra_outliers")
 

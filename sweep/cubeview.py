@@ -33,7 +33,6 @@ NON_AXIS_DIMS = ("replicate", "layer", "k", "signal", "bin")
 ALIASES = {"depth": "layer", "theta": "spike", "width": "width_ratio", "eta": "lr"}
 
 
-
 def study_axes(cube: xr.Dataset) -> list[str]:
     """Return the study's grid axes in study order (dims of ``status`` minus ``replicate``)."""
     ref = cube["status"].dims if "status" in cube else tuple(cube.dims)

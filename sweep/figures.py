@@ -354,7 +354,8 @@ def _count_note(d: xr.Dataset, valid: bool) -> str:
     if "n_outliers" not in d:
         return ""
     counts = ", ".join(str(int(c)) for c in np.atleast_1d(d["n_outliers"].values) if c >= 0)
-    theory = f" (theory {int(d['theory_outliers'])})" if valid and "theory_outliers" in d else ""
+    th = float(d["theory_outliers"]) if "theory_outliers" in d else np.nan
+    theory = f" (theory {int(th)})" if valid and np.isfinite(th) else ""
     return f": outliers {counts}{theory}"
 
 

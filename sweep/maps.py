@@ -177,7 +177,7 @@ def _phase(cube: xr.Dataset, out_dir: Path, x: str, y: str, signal: Any) -> tupl
             "n_replicates")], compat="override", combine_attrs="drop")
     valid = cube["theory_valid"] if "theory_valid" in cube else xr.ones_like(prob["detect_prob"])
     data["theory_valid"] = valid.broadcast_like(prob["detect_prob"]).astype(np.int8)
-    if "n_outliers" in cube:
+    if "n_outliers" in cube and cube.attrs.get("experiment", "deep-ck") == "deep-ck":
         data["extra_outliers"] = extra_outliers(cube).broadcast_like(prob["detect_prob"])
     row, col, rest = _facets(data["detect_prob"], x, y)
     pngs = []
@@ -254,10 +254,14 @@ def _spectrum(cube: xr.Dataset, out_dir: Path, signal: Any, density: DensityFn |
     if "theory_valid" in cube:
         data["theory_valid"] = cube["theory_valid"]
     if "n_outliers" in cube:  # per replicate: the count is the figure's claim, not its mean
-        data["n_outliers"] = cube["n_outliers"]
+        data["n_outliers"] = cube["n_outliers"].where(cube["n_outliers"] >= 0)
     if "theory_survives" in cube:
-        data["theory_outliers"] = (cube["theory_survives"] == 1).sum("signal") if (
-            "signal" in cube["theory_survives"].dims) else (cube["theory_survives"] == 1)
+        surv = cube["theory_survives"]
+        known = (surv >= 0).all("signal") if "signal" in surv.dims else surv >= 0
+        count = (surv == 1).sum("signal") if "signal" in surv.dims else (surv == 1)
+        if "theory_valid" in cube:
+            known = known & (cube["theory_valid"] == 1)
+        data["theory_outliers"] = count.where(known)
     data = data.assign_coords(bin_lo=cube["bin_lo"], bin_hi=cube["bin_hi"])
     dens = None
     if density is not None:

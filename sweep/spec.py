@@ -141,10 +141,16 @@ class Spec:
         return self.axes[name] if name in self.axes else (self.fixed[name],)
 
     def canonical(self) -> dict[str, Any]:
-        """The parts of the spec that determine the numbers and the layout (hashed)."""
+        """The parts of the spec that determine the numbers and the layout (hashed).
+
+        Fixed parameters at their defaults are left out, so a parameter added later with a
+        default that reproduces the old behaviour keeps existing stores resumable.
+        """
+        params = self.params
+        fixed = {k: v for k, v in self.fixed.items() if k not in params or v != params[k].default}
         return {
             "name": self.name, "experiment": self.experiment, "seed": self.seed,
-            "replicates": self.replicates, "fixed": self.fixed,
+            "replicates": self.replicates, "fixed": fixed,
             "axes": {k: list(v) for k, v in self.axes.items()},
             "spikes": None if self.spikes is None else list(self.spikes),
             "measure": vars(self.measure),

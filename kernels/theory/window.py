@@ -1,9 +1,10 @@
 """The finite-n smearing window of the BBP-type transition, in spike-strength units (THEORY.md §6).
 
 At finite n the top bulk eigenvalue fluctuates on the Tracy–Widom scale of the right edge: if the
-limit density is ρ(x) ≈ C √(E − x) near E, then about (2/3)·n·C·t^{3/2} eigenvalues lie within t of
-E, so the edge scale is s_n = (π C n)^{-2/3} (for MP this is exactly Johnstone's 2001 σ_np, and for
-the GOE semicircle n^{-2/3}). Near the threshold θ* the predicted outlier leaves the edge
+limit density is ρ(x) ≈ C √(E − x) near E, about (2/3)·n·C·t^{3/2} eigenvalues lie within t of E,
+so the scale is of order (nC)^{-2/3}; matching n·ρ to the Airy edge density √(−u)/π fixes the
+constant, s_n = (π C n)^{-2/3} (for MP exactly Johnstone's 2001 σ_np; for the GOE semicircle
+n^{-2/3}). Near the threshold θ* the predicted outlier leaves the edge
 quadratically, λ(θ) − E ∝ (θ − θ*)², so it clears the edge by one fluctuation scale only at
 
     θ⁺(n):  λ_ℓ(θ⁺) = E_ℓ + s_n(ℓ),      window w_n(ℓ) = θ⁺ − θ*  ∝  n^{-1/3}.

@@ -45,14 +45,24 @@ def test_measurement_fields_and_shapes():
 def test_match_signals_is_greedy_in_signal_order():
     overlap = np.array([[0.5, 0.6], [0.1, 0.3], [0.0, 0.05]])
     eigval = np.array([9.0, 5.0, 2.0])
-    align, spike, detected = match_signals(overlap, eigval, n_outliers=1)
+    align, spike, detected = match_signals(overlap, eigval, n_outliers=1, n=1000)
     # signal 0 takes eigenvector 0 (0.5 > 0.1); signal 1 must then take eigenvector 1
     np.testing.assert_array_equal(align, [0.5, 0.3])
     np.testing.assert_array_equal(spike, [9.0, 5.0])
     np.testing.assert_array_equal(detected, [True, False])
     # more signals than eigenvectors: the rest are NaN / not detected
-    align, spike, detected = match_signals(overlap[:1], eigval[:1], n_outliers=1)
+    align, spike, detected = match_signals(overlap[:1], eigval[:1], n_outliers=1, n=1000)
     assert align[0] == 0.5 and np.isnan(align[1]) and np.isnan(spike[1]) and not detected[1]
+
+
+def test_a_signal_does_not_claim_an_unrelated_outlier():
+    """An outlier orthogonal-ish to the signal (n⟨v,s⟩² ~ χ²₁) is matched but not 'detected'."""
+    n = 1000
+    overlap = np.array([[3.0 / n], [1.0 / n], [0.5 / n]])  # eigenvector 0: the all-ones outlier
+    _, spike, detected = match_signals(overlap, np.array([9.0, 3.0, 2.9]), n_outliers=1, n=n)
+    assert spike[0] == 9.0 and not detected[0]
+    _, _, detected = match_signals(overlap * 30, np.array([9.0, 3.0, 2.9]), n_outliers=1, n=n)
+    assert detected[0]  # n·overlap = 90 > 20: a real, if weakly aligned, outlier
 
 
 def test_detector_on_hand_made_spectra():

@@ -197,3 +197,8 @@ def test_extra_outliers_counts_only_outliers_no_signal_claims() -> None:
     extra = extra_outliers(cube)
     np.testing.assert_allclose(extra.sel(activation="relu"), 4 / 3)  # replicate 3 did not run
     np.testing.assert_allclose(extra.sel(activation="tanh"), 0.0)
+    one_step = synthetic_cube({"lr": [0.5, 1.0]}, layers=(1,), strength="lr",
+                              experiment="one-step", threshold=lambda p: 0.7 + 0 * p["lr"],
+                              fixed={"n": 200})
+    with pytest.raises(ValueError, match="deep-ck"):
+        extra_outliers(one_step)  # one-step 'detected' is n_outliers >= 1, nothing is matched

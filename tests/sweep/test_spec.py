@@ -46,6 +46,15 @@ def test_good_study_parses() -> None:
     assert spec.values_at((1, 1, 0))["activation"] == "sin:2"
 
 
+def test_hash_ignores_parameters_left_at_their_default() -> None:
+    """Writing a default out (or a later release adding a parameter with a default) keeps the hash."""
+    implicit = parse_spec(GOOD)
+    explicit = parse_spec(GOOD.replace("[fixed]", "[fixed]\ninput_scale = 1.0"))
+    assert implicit.fixed["input_scale"] == explicit.fixed["input_scale"] == 1.0
+    assert implicit.hash == explicit.hash
+    assert parse_spec(GOOD.replace("[fixed]", "[fixed]\ninput_scale = 1.5")).hash != implicit.hash
+
+
 def test_hash_is_stable_and_ignores_scheduling_options() -> None:
     a = parse_spec(GOOD)
     b = parse_spec(GOOD + "workers = 2\nmax_attempts = 5\n")

@@ -95,6 +95,18 @@ def test_deep_training_axis_changes_hidden_layers_only() -> None:
     assert vals["theory_valid"][0, 0, 0] == 1 and vals["theory_valid"][0, 0, 1] == 0
 
 
+def test_input_scale_scales_the_same_noise_and_leaves_the_theory() -> None:
+    """s = 1.5 multiplies the shared noise: at θ = 0, K_0 = s² ZᵀZ exactly; theory flagged off."""
+    text = STUDY.format(block="{ input_scale = 2 }").replace(
+        'activation = ["tanh", "relu"]', 'activation = ["tanh"]\ninput_scale = [1.0, 1.5]')
+    spec = parse_spec(text)
+    b = Block((0, 0, 0, 0), (0, 0, 0, 0), (1, 1, 2, 1))  # spike 0, tanh, s = 1 and 1.5, rep 0
+    vals = run_block(spec, b).values
+    np.testing.assert_allclose(vals["eigval"][0, 0, 1, 0, 0], 2.25 * vals["eigval"][0, 0, 0, 0, 0],
+                               rtol=1e-10)
+    assert vals["theory_valid"][0, 0, 0] == 1 and vals["theory_valid"][0, 0, 1] == 0
+
+
 ONE_STEP = """
 [study]
 name = "os"

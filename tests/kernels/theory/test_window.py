@@ -10,6 +10,7 @@ from kernels.theory import (
     MarchenkoPasturLevel,
     critical_spikes,
     critical_window,
+    deep_ck_prediction,
     deep_levels,
     edge_density_coefficient,
     edge_fluctuation_scale,
@@ -67,6 +68,19 @@ def test_window_shrinks_like_n_to_minus_one_third_at_every_layer() -> None:
     w8 = critical_window("tanh", 2.0, [2.0, 2.0], 8 * 10**6)
     np.testing.assert_allclose(w8 / w1, 0.5, rtol=0.01)
     assert np.all(np.diff(w1) > 0)  # deeper bulks have larger edge scales and flatter spike maps
+
+
+@pytest.mark.parametrize(("act", "width"), [("tanh", 2.0), ("sin", 0.5), ("erf", 1.0)])
+def test_window_end_sits_one_edge_scale_above_the_edge_at_every_layer(act: str, width: float) -> None:
+    """Round trip: propagate θ* + w_n forward; at layer ℓ the outlier is at E_ℓ + s_n(ℓ)."""
+    n, widths = 700, [width, width]
+    theta_c = critical_spikes(act, 2.0, widths)
+    w = critical_window(act, 2.0, widths, n)
+    levels = deep_levels(act, 2.0, widths)
+    for layer in range(3):
+        pred = deep_ck_prediction(act, 2.0, widths, [theta_c[layer] + w[layer]])
+        target = pred.edge[layer] + edge_fluctuation_scale(levels[layer], n)
+        assert pred.location[0, layer] == pytest.approx(target, rel=1e-8)
 
 
 @pytest.mark.parametrize("n", [0, -5, 2.5])
