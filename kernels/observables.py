@@ -31,6 +31,12 @@ too loose at these n; 2.5 is used. Power at 2.5 (gmm K0, γ0 = 1/2, n = 500, thr
 outlier. Reproduce (statistically) with
 ``python -m kernels.bench.layers --detector --sizes 500 1000 --seeds 100 --spikes 0``.
 
+In units of the finite-n window w_n (:func:`kernels.theory.critical_window`; K0, γ0 = 1/2,
+n = 500, 400 draws per row, ``python -m kernels.bench.layers --window``) the power at θ* + k·w_n
+is 3 / 10 / 22 / 41 / 64 / 82 % for k = 1, 1.5, 2, 2.5, 3, 3.5: P = 1/2 at about 2.7 w_n. No
+λ1-threshold can do much better at this false-positive rate: an oracle that knows the pure-noise
+law of λ1 needs 3.7 % false positives for 50 % power at 1 w_n, and 0.5 % at 1.5 w_n.
+
 Non-odd activations (E σ'' ≠ 0, e.g. ReLU) give every feature row a common mean
 ≈ E σ''·(s² − 1)/2 when input columns have norm s ≠ 1: a real, uninformative outlier along the
 all-ones vector, which the detector counts (as it should). With the unit-norm columns of the

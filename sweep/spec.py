@@ -5,8 +5,9 @@ starts, and reported as one :class:`SpecError` line naming the key: unknown sect
 wrong types, empty or duplicate axis values, unknown activations, impossible sizes and blocks
 whose matrices would not fit in a worker's memory.
 
-Axis values may be a list, ``{linspace = [start, stop, num]}``, ``{logspace = [start, stop, num]}``
-(base-10 exponents) or ``{range = [start, stop, step]}`` (integers, stop excluded).
+Axis values may be a list, ``{linspace = [start, stop, num]}``, ``{geomspace = [start, stop, num]}``
+(a constant ratio from start to stop, both > 0), ``{logspace = [start, stop, num]}`` (base-10
+exponents, as numpy) or ``{range = [start, stop, step]}`` (integers, stop excluded).
 """
 
 from __future__ import annotations
@@ -310,7 +311,7 @@ def _axis(key: str, v: Any, pdef: ParamDef) -> tuple[Any, ...]:
     elif isinstance(v, list):
         values = v
     else:
-        raise SpecError(f"{key}: an axis is a list of values or a {{linspace|logspace|range = [...]}} "
+        raise SpecError(f"{key}: an axis is a list of values or a {{linspace|geomspace|logspace|range = [...]}} "
                         f"table, got {v!r}; put a single value in [fixed]")
     if not values:
         raise SpecError(f"{key}: empty axis")
@@ -324,8 +325,9 @@ def _axis(key: str, v: Any, pdef: ParamDef) -> tuple[Any, ...]:
 
 
 def _generated(key: str, v: dict[str, Any]) -> list[Any]:
-    if len(v) != 1 or next(iter(v)) not in ("linspace", "logspace", "range"):
-        raise SpecError(f"{key}: a generated axis is one of {{linspace|logspace|range = [a, b, n]}}")
+    if len(v) != 1 or next(iter(v)) not in ("linspace", "geomspace", "logspace", "range"):
+        raise SpecError(f"{key}: a generated axis is one of "
+                        f"{{linspace|geomspace|logspace|range = [a, b, n]}}")
     kind, args = next(iter(v.items()))
     if not isinstance(args, list) or len(args) != 3:
         raise SpecError(f"{key}.{kind}: needs three numbers [start, stop, num|step]")
@@ -336,7 +338,10 @@ def _generated(key: str, v: dict[str, Any]) -> list[Any]:
         return list(range(a, b, s))
     a, b = _float(f"{key}.{kind}[0]", args[0]), _float(f"{key}.{kind}[1]", args[1])
     num = _int(f"{key}.{kind}[2]", args[2], lo=1)
-    arr = np.linspace(a, b, num) if kind == "linspace" else np.logspace(a, b, num)
+    if kind == "geomspace" and not (a > 0 and b > 0):
+        raise SpecError(f"{key}.geomspace: start and stop must be > 0, got {a} and {b}")
+    make = {"linspace": np.linspace, "geomspace": np.geomspace, "logspace": np.logspace}[kind]
+    arr = make(a, b, num)
     return [float(x) for x in arr]
 
 

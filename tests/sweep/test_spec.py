@@ -46,6 +46,11 @@ def test_good_study_parses() -> None:
     assert spec.values_at((1, 1, 0))["activation"] == "sin:2"
 
 
+def test_geomspace_runs_from_start_to_stop_at_a_constant_ratio() -> None:
+    spec = parse_spec(GOOD.replace("linspace = [0.5, 2.0, 4]", "geomspace = [0.5, 4.0, 4]"))
+    assert spec.axes["spike"] == pytest.approx((0.5, 1.0, 2.0, 4.0), rel=1e-12)
+
+
 def test_hash_ignores_parameters_left_at_their_default() -> None:
     """Writing a default out (or a later release adding a parameter with a default) keeps the hash."""
     implicit = parse_spec(GOOD)
@@ -95,7 +100,9 @@ BAD = [
     ("unknown activation", GOOD.replace('"sin:2"', '"swish"'), "axes.activation"),
     ("negative spike", GOOD.replace("linspace = [0.5, 2.0, 4]", "linspace = [-1.0, 2.0, 4]"), "axes.spike"),
     ("scalar axis", GOOD.replace('activation = ["tanh", "sin:2"]', 'activation = "tanh"'), "axes.activation"),
-    ("bad generator", GOOD.replace("linspace = [0.5, 2.0, 4]", "geomspace = [0.5, 2.0, 4]"), "axes.spike"),
+    ("bad generator", GOOD.replace("linspace = [0.5, 2.0, 4]", "arange = [0.5, 2.0, 4]"), "axes.spike"),
+    ("geomspace from 0", GOOD.replace("linspace = [0.5, 2.0, 4]", "geomspace = [0.0, 2.0, 4]"),
+     "axes.spike.geomspace"),
     ("bad linspace arity", GOOD.replace("linspace = [0.5, 2.0, 4]", "linspace = [0.5, 2.0]"), "axes.spike"),
     ("both fixed and axis", GOOD.replace("n = 64", "n = 64\nspike = 1.0"), "spike"),
     ("non-axis as axis", GOOD.replace("[axes]", "[axes]\ndepth = [1, 2]"), "depth"),
