@@ -202,7 +202,7 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
     """Draw detection probability over (y, x) per facet, theory curve and empirical thresholds.
 
     ``theory`` is the critical value along ``along`` (x or y) as a function of the other plot
-    axis; ``window`` (optional, same shape) the finite-n window w_n, drawn as a band from θ* to
+    axis; ``window`` (optional, same shape) the finite-n window w_n, drawn as a bar from θ* to
     θ* + w_n; ``empirical`` holds ``threshold``, ``threshold_err``, ``threshold_status``
     likewise. Cells where the theory is not valid are hatched (the detector is theory-free);
     cells where on average at least half an outlier is matched to no signal (``extra``) get a ×.
