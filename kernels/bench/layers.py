@@ -213,7 +213,7 @@ def run_window(n: int, draws: int, multiples: list[float]) -> None:
         for k in multiples:
             lams = spectra(theta_c + k * w)
             med = float(np.median([lam[0] for lam in lams]))
-            power = np.mean([detect_outliers(lam)[0] > 0 for lam in lams])
+            power = np.mean([detect_outliers(lam, max_outliers=6)[0] > 0 for lam in lams])
             print(f"  {k:<4g} {theta_c + k * w:.4f}   {med:.4f}           "
                   f"{np.mean(top_noise > med):.3f}                    {power:.3f}")
 

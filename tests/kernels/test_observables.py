@@ -261,3 +261,17 @@ def test_spiked_cov_alignment_uses_the_realised_latent():
         al.append(m.align[0])
     assert np.mean(lam) == pytest.approx(4 * (0.5 + 1 / 3), abs=0.15)
     assert np.mean(al) == pytest.approx(1 - 1 / 4.5, abs=0.06)
+
+
+def test_a_flat_fit_window_does_not_turn_the_bulk_into_outliers():
+    """Regression: studies/bbp_finite_n.toml, n = 1000, layer 2, θ = 2.6, replicate 0.
+
+    λ_12..λ_16 are nearly flat, so δ from them is 0.135 and the gap λ_11 − λ_12 = 0.147 passed:
+    uncapped, the rule called 11 outliers. Capped at the k = 6 reported, it finds the one spike.
+    """
+    lam = np.array([8.5779, 5.2914, 5.2730, 5.1209, 5.0693, 5.0148, 4.9359, 4.9171, 4.8588, 4.7919,
+                    4.7515, 4.6043, 4.5853, 4.5836, 4.5522, 4.5440])
+    assert detect_outliers(lam)[0] == 11  # the failure, kept visible
+    n_out, edge = detect_outliers(lam, max_outliers=6)
+    assert n_out == 1 and 5.2 < edge < 5.6  # the theory edge here is 5.436
+    assert detect_outliers(lam, max_outliers=0)[0] == 0
