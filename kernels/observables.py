@@ -27,21 +27,22 @@ False-positive rate at spike 0 (tanh, layers 0–2, input ratios d0/n = 2 and 1/
     2.5        0.5 % (worst cell 2 %)       0.33 % (worst cell 2 %)
     3.0        0.0 %                        0.06 %
 
-With m = 20 (k = 10) the rate at 2.5 is 1.0 % (n = 500) and 0.33 % (n = 1000). The table
-was taken with r_max = m − 5 = 11. That also admitted a failure: when λ_12..λ_16 happen to be
-nearly flat, δ is tiny and every eigenvalue down to λ_11 is called an outlier. It was seen in 1
-of 4 replicates at n = 1000, layer 2 of ``studies/bbp_finite_n.toml``, and is kept as a
-regression test. Capping r_max at k = 6 removes it. On 1080 pure-noise spectra (n = 500, the
-same cells) the cap moves the rate from 0.28 % to 0.19 %, and the power in window units below is
-unchanged within ±0.06. Onatski's 2 is
+With m = 20 (k = 10) the rate at 2.5 is 1.0 % (n = 500) and 0.33 % (n = 1000). Onatski's 2 is
 too loose at these n; 2.5 is used. Power at 2.5 (gmm K0, γ0 = 1/2, n = 500, threshold θ = 0.84,
 150 draws): θ = 1.0: 21 %, 1.1: 79 %, 1.2: 98 %, >= 1.3: 100 %, never more than the one true
-outlier. Reproduce (statistically) with
+outlier.
+
+The table was taken with r_max = m − 5 = 11. That also admitted a failure: when λ_12..λ_16
+happen to be nearly flat, δ is tiny and every eigenvalue down to λ_11 is called an outlier. It
+was seen in 1 of 4 replicates at n = 1000, layer 2 of ``studies/bbp_finite_n.toml``, and is kept
+as a regression test. Capping r_max at k = 6 removes it. On 1080 pure-noise spectra (n = 500, the
+same cells) the cap moves the rate from 0.28 % to 0.19 %, and it leaves the power in window
+units below unchanged within ±0.06. Reproduce (statistically) with
 ``python -m kernels.bench.layers --detector --sizes 500 1000 --seeds 100 --spikes 0``.
 
 In units of the finite-n window w_n (:func:`kernels.theory.critical_window`; K0, γ0 = 1/2,
 n = 500, 400 draws per row, ``python -m kernels.bench.layers --window``) the power at θ* + k·w_n
-is 3 / 10 / 22 / 41 / 64 / 82 % for k = 1, 1.5, 2, 2.5, 3, 3.5: P = 1/2 at about 2.7 w_n. No
+is 2 / 8 / 20 / 40 / 65 / 83 % for k = 1, 1.5, 2, 2.5, 3, 3.5: P = 1/2 at about 2.7 w_n. No
 λ1-threshold can do much better at this false-positive rate: an oracle that knows the pure-noise
 law of λ1 needs 3.7 % false positives for 50 % power at 1 w_n, and 0.5 % at 1.5 w_n.
 
