@@ -174,7 +174,9 @@ def query(
 @app.command(name="map")
 def map_(
     store: Annotated[Path, typer.Argument(help="cube path, or the study file")],
-    kind: Annotated[str, typer.Option(help="map kind (see below)")] = "phase",
+    kind: Annotated[str, typer.Option(
+        help="map kind: phase, breakdown, spectrum, alignment-depth or one-step-alignment "
+             "(described above)")] = "phase",
     x: Annotated[str | None, typer.Option(help="x axis (a dimension)")] = None,
     y: Annotated[str | None, typer.Option(help="y axis (a dimension)")] = None,
     tol: Annotated[float, typer.Option(help="breakdown tolerance (relative error)")] = 0.05,
@@ -185,9 +187,11 @@ def map_(
 ) -> None:
     """Draw a map from a cube: PNG + data (netCDF) + a printed table.
 
-    Kinds: phase (detection probability with the theory's threshold), breakdown (relative error of
-    theory vs simulation with the validity contour at --tol), spectrum (histograms with the
-    theoretical density), alignment-depth, one-step-alignment.
+    Kinds:
+    phase: detection probability, theory threshold and finite-n window;
+    breakdown: theory vs simulation error, validity contour at --tol;
+    spectrum: histograms with the theoretical density;
+    alignment-depth; one-step-alignment.
     """
     from sweep.maps import make_map
     from sweep.query import parse_selection

@@ -242,7 +242,11 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                Patch(facecolor="none", edgecolor="0.35", hatch="//", label="theory not valid"),
                *([Line2D([], [], color="tab:orange", marker="x", ls="", ms=5, mew=1.5,
                          label="outlier matched to no signal")]
-                 if extra is not None and bool((extra.fillna(0) >= EXTRA_MARK).any()) else [])]
+                 if extra is not None and bool((extra.fillna(0) >= EXTRA_MARK).any()) else []),
+               *([Line2D([], [], color="white", mec="black", marker=">", ls="", ms=6,
+                         label="threshold beyond the grid")]
+                 if empirical is not None and along is not None
+                 and bool((abs(empirical["threshold_status"]) == 1).any()) else [])]
     _outer_labels(axes)
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 3), fontsize=8)
     cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.02)

@@ -4,15 +4,18 @@ At finite n the top bulk eigenvalue fluctuates on the Tracy–Widom scale of the
 limit density is ρ(x) ≈ C √(E − x) near E, about (2/3)·n·C·t^{3/2} eigenvalues lie within t of E,
 so the scale is of order (nC)^{-2/3}; matching n·ρ to the Airy edge density √(−u)/π fixes the
 constant, s_n = (π C n)^{-2/3} (for MP exactly Johnstone's 2001 σ_np; for the GOE semicircle
-n^{-2/3}). Near the threshold θ* the predicted outlier leaves the edge
-quadratically, λ(θ) − E ∝ (θ − θ*)², so it clears the edge by one fluctuation scale only at
+n^{-2/3}). Near the threshold θ* the predicted outlier leaves the edge quadratically,
+λ(θ) − E ∝ (θ − θ*)², so it clears the edge by one fluctuation scale only at
 
     θ⁺(n):  λ_ℓ(θ⁺) = E_ℓ + s_n(ℓ),      window w_n(ℓ) = θ⁺ − θ*  ∝  n^{-1/3}.
 
 Inside [θ*, θ* + w_n] a separated outlier and the top of the bulk cannot be told apart at this n
-(Baik, Ben Arous & Péché 2005 call this the critical window): an empirical threshold is "at the
-theory's" when it lies within w_n of θ*. w_n depends on the layer because deeper bulks have larger
-edge scales and the spike map flattens, which is why a bare n^{-1/3} is no yardstick across layers.
+(Baik, Ben Arous & Péché 2005 call this the critical window). The maps report an empirical
+threshold's lag (θ_emp − θ*)/w_n. A detector held to a small false-positive rate lags by a
+roughly fixed number of windows (about 2.5 for :mod:`kernels.observables`), so a constant lag
+across n and layers is the signature of convergence at the predicted rate. w_n depends on the
+layer because deeper bulks have larger edge scales and the spike map flattens, which is why a
+bare n^{-1/3} is no yardstick across layers.
 
 Near-edge coefficient of a :class:`DeformedLevel`: x = ψ(α) has ψ'(α_c) = 0 at the edge, so for
 x < E the root is complex, α − α_c ≈ i √(2(E − x)/ψ''(α_c)), and with the companion transform
