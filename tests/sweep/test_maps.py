@@ -141,3 +141,13 @@ def test_breakdown_defaults_and_pinned_layer(small_deep: xr.Dataset, tmp_path: P
     assert out.data["err"].sizes["layer"] == 1
     spec = make_map(cube, "spectrum", tmp_path, select={"layer": 1, "lr": 0.5}, density=None)
     assert spec.data["hist"].dims == ("layer", "bin") and int(spec.data["layer"][0]) == 1
+
+
+def test_map_help_lists_every_kind() -> None:
+    from typer.testing import CliRunner
+
+    from sweep.cli import app
+
+    out = CliRunner().invoke(app, ["map", "--help"], env={"COLUMNS": "100"})
+    assert out.exit_code == 0
+    assert all(kind in out.output for kind in MAP_KINDS), out.output
