@@ -198,7 +198,7 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                  invalid: xr.DataArray, theory: xr.DataArray | None,
                  empirical: xr.Dataset | None, along: str | None, attrs: Mapping[str, Any],
                  title: str, path: Path, window: xr.DataArray | None = None,
-                 extra: xr.DataArray | None = None) -> Path:
+                 extra: xr.DataArray | None = None, scaling: xr.Dataset | None = None) -> Path:
     """Draw detection probability over (y, x) per facet, theory curve and empirical thresholds.
 
     ``theory`` is the critical value along ``along`` (x or y) as a function of the other plot
@@ -206,6 +206,8 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
     θ* + w_n; ``empirical`` holds ``threshold``, ``threshold_err``, ``threshold_status``
     likewise. Cells where the theory is not valid are hatched (the detector is theory-free);
     cells where on average at least half an outlier is matched to no signal (``extra``) get a ×.
+    ``scaling`` (when one plot axis is ``n``): the finite-size fit θ_∞ + A n^{-1/3}
+    (:mod:`sweep.scaling`), drawn as a dashed curve over the n range, θ_∞ ± SE written in the panel.
     """
     rows, cols = _facet_values(prob, row), _facet_values(prob, col)
     fig, axes = _grid(len(rows), len(cols))
@@ -230,6 +232,9 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                                  None if window is None else window.sel(sel))
             if empirical is not None and along is not None:
                 _threshold_points(ax, empirical.sel(sel), along, x, y, xs, ys)
+            if scaling is not None and along is not None:
+                _scaling_curve(ax, scaling.sel(sel), along, x, y, ys if along == x else xs,
+                               None if theory is None else theory.sel(sel))
             _apply_scale(ax, xs, "x", prob[x].attrs)
             _apply_scale(ax, ys, "y", prob[y].attrs)
             ax.set_title(_panel_title(sel) + (" (theory not valid)" if bad.all() else ""),
@@ -239,6 +244,11 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
                  if window is not None else []),
                Line2D([], [], color="white", mec="black", marker="D", ls="", ms=5,
                       label=r"empirical $P=1/2$ ($\pm$ err)"),
+               *([Line2D([], [], color="white", ls="--", lw=1.4, path_effects=[
+                   withStroke(linewidth=2.8, foreground="black")],
+                   label=r"fit $\theta_\infty + A\,n^{-1/3}$")]
+                 if scaling is not None and bool(np.isfinite(scaling["threshold_inf"]).any())
+                 else []),
                Patch(facecolor="none", edgecolor="0.35", hatch="//", label="theory not valid"),
                *([Line2D([], [], color="tab:orange", marker="x", ls="", ms=5, mew=1.5,
                          label="outlier matched to no signal")]
@@ -296,6 +306,27 @@ def _threshold_points(ax: Axes, emp: xr.Dataset, along: str, x: str, y: str, xs:
             pts = (np.full(sel.sum(), edge), opos[sel])
             ax.plot(*(pts if along == x else pts[::-1]), ls="", marker=mk, color="white",
                     mec="black", ms=6, zorder=5, clip_on=False)
+
+
+def _scaling_curve(ax: Axes, sc: xr.Dataset, along: str, x: str, y: str,
+                   size_axis: AxisScale, theory: xr.DataArray | None) -> None:
+    """Dashed θ_∞ + A n^{-1/3} across the n range of the panel; θ_∞ ± SE (and θ*) as text."""
+    inf, se = float(sc["threshold_inf"]), float(sc["threshold_inf_se"])
+    if not np.isfinite(inf):
+        return
+    sizes = np.geomspace(size_axis.positions.min(), size_axis.positions.max(), 50)
+    amp = sc["scaling_amplitude"]
+    curve = inf + float(amp) * sizes ** (-float(amp.attrs["exponent"]))
+    line = (curve, sizes) if along == x else (sizes, curve)
+    ax.plot(*line, ls="--", color="white", lw=1.4, zorder=4,
+            path_effects=[withStroke(linewidth=2.8, foreground="black")])
+    label = rf"$\theta_\infty$ = {inf:.3f} $\pm$ {se:.3f}"
+    limit = np.nan if theory is None else float(theory.max(skipna=True))
+    if np.isfinite(limit):
+        label += rf"  ($\theta^*$ = {limit:.3f})"
+    ax.text(0.03, 0.96, label, transform=ax.transAxes, ha="left", va="top", fontsize=7.5,
+            color="black", bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.85,
+                                 "lw": 0})
 
 
 def breakdown_figure(err: xr.DataArray, category: xr.DataArray, x: str, y: str,

@@ -45,6 +45,7 @@ from sweep.cubeview import (
     study_axes,
     varying_axes,
 )
+from sweep.scaling import MIN_POINTS, extrapolate_threshold
 
 __all__ = [
     "MAP_KINDS",
@@ -175,6 +176,10 @@ def _phase(cube: xr.Dataset, out_dir: Path, x: str, y: str, signal: Any) -> tupl
     if along is not None:
         data = xr.merge([prob, empirical_threshold(cube, along, signal).drop_vars(
             "n_replicates")], compat="override", combine_attrs="drop")
+    scaling = None
+    if along == "spike" and "n" in data.dims and data.sizes["n"] >= MIN_POINTS:
+        scaling = extrapolate_threshold(data, "n")
+        data = xr.merge([data, scaling], compat="override", combine_attrs="drop_conflicts")
     valid = cube["theory_valid"] if "theory_valid" in cube else xr.ones_like(prob["detect_prob"])
     data["theory_valid"] = valid.broadcast_like(prob["detect_prob"]).astype(np.int8)
     if "n_outliers" in cube and cube.attrs.get("experiment", "deep-ck") == "deep-ck":
@@ -187,6 +192,7 @@ def _phase(cube: xr.Dataset, out_dir: Path, x: str, y: str, signal: Any) -> tupl
             d["detect_prob"], x, y, row, col, invalid=d["theory_valid"] == 0,
             theory=d.get("theory_threshold"), empirical=d if along else None, along=along,
             window=d.get("theory_window"), extra=d.get("extra_outliers"),
+            scaling=d[list(scaling.data_vars)] if scaling is not None and "n" in (x, y) else None,
             attrs=cube.attrs, path=out_dir / _page_name("phase", page),
             title=_title(cube, f"P(separated outlier), signal {signal}",
                          {**_scalars(d), **page})))
@@ -194,6 +200,16 @@ def _phase(cube: xr.Dataset, out_dir: Path, x: str, y: str, signal: Any) -> tupl
         data[[v for v in ("threshold", "threshold_err", "theory_threshold", "theory_window",
                           "lag", "threshold_status") if v in data]],
         f"empirical threshold in {along} (P=1/2) vs theory; lag in windows w_n")
+    if scaling is not None:
+        limit = scaling.copy()
+        if "theory_threshold" in data:
+            theory = data["theory_threshold"]
+            limit["theory_threshold"] = theory.max("n", skipna=True) if "n" in theory.dims else theory
+        table += "\n" + _table(
+            limit[[v for v in ("threshold_inf", "threshold_inf_se", "theory_threshold", "theory_z",
+                               "scaling_amplitude", "fit_chi2_dof", "fit_points") if v in limit]],
+            "finite-size scaling: threshold(n) = threshold_inf + A n^(-1/3) "
+            "(weighted fit over n), against theory")
     if "extra_outliers" in data and float(data["extra_outliers"].max(skipna=True).fillna(0)) > 0:
         keep = [d for d in ("activation", "layer") if d in data["extra_outliers"].dims]
         worst = data["extra_outliers"].max([d for d in data["extra_outliers"].dims if d not in keep])
