@@ -1,50 +1,53 @@
 """Per-layer observables of a CK spectrum that do not use the theory.
 
-Outlier detector and bulk-edge estimate (Onatski 2010, "Determining the number of factors from
-empirical distribution of eigenvalues", the ED estimator, adapted). Near a square-root bulk edge
-E the j-th largest bulk eigenvalue sits at λ_j ≈ E − κ (j − s)^{2/3} (Airy/Tracy–Widom edge
-universality), so bulk spacings there are O(n^{−2/3}) while outliers sit O(1) away. Given the
-top m eigenvalues λ_1 >= ... >= λ_m (m = k + :data:`EXTRA_EIGENVALUES`, capped by the rank):
+Outlier detector and bulk-edge estimate, both from the top eigenvalues alone. Near a square-root
+bulk edge E (density ρ(x) ≈ C √(E − x)) the t-th largest bulk eigenvalue sits at
+λ_t ≈ E − κ (t − s)^{2/3} with κ = (3π / (2Cn))^{2/3} ≈ 1.31 Tracy–Widom scales (Airy edge
+universality), so the bulk's own top values tell where the edge is and how far above it a
+pure-noise eigenvalue can stray. Given the top m eigenvalues λ_1 >= ... >= λ_m
+(m = k + :data:`EXTRA_EIGENVALUES`, capped by the rank):
 
 1. r_max = min(k, m − :data:`FIT_POINTS`): never more outliers than the k eigenpairs reported
-   (the extra eigenvalues only feed the bulk fits); start with j = r_max (0-based index of the
-   first bulk value).
-2. Regress λ_{j+1..j+5} on (j..j+4)^{2/3} (Onatski's regressor) to get the local slope β;
-   δ = :data:`GAP_MULTIPLE` · |β|.
-3. r = the largest i <= r_max with λ_i − λ_{i+1} >= δ (0 if none). Repeat 2–3 from j = r until
-   r is unchanged (at most 50 rounds).
-4. Outliers: λ_1..λ_r. Edge estimate: the intercept of the fit of λ_{r+t} on (t − 3/4)^{2/3},
-   t = 1..min(12, m − r), i.e. the top bulk eigenvalues extrapolated to the edge.
+   (the extra eigenvalues only feed the bulk fit). Start with r = r_max.
+2. Fit λ_{r+t} = Ê − κ̂ (t − s)^{2/3}, t = 1..min(:data:`EDGE_POINTS`, m − r), s =
+   :data:`EDGE_OFFSET` (least squares): the edge Ê and its scale κ̂, from values below the
+   candidates.
+3. r' = #{i <= r_max : λ_i > Ê + :data:`EDGE_MARGIN` · κ̂}. Repeat 2–3 with r = r' until r is
+   unchanged (at most 50 rounds).
+4. Outliers: λ_1..λ_r; edge estimate: Ê of the last fit.
 
 The constants are calibrated on pure noise only (no theory values enter the rule): s = 3/4 makes
-the edge fit unbiased on Marchenko–Pastur inputs (bias < 0.01 at n = 500, γ0 = 1/2 and 2; s = 1/2
-or 1 is off by ±0.03–0.07), consistent with the Tracy–Widom mean of the top bulk eigenvalue.
-False-positive rate at spike 0 (tanh, layers 0–2, input ratios d0/n = 2 and 1/2, width ratios
-1/2, 1, 2; 100 seeds per cell, 1800 spectra per n; k = 6 so m = 16):
+Ê unbiased on Marchenko–Pastur inputs (bias < 0.01 at n = 500, γ0 = 1/2 and 2; s = 1/2 or 1 is
+off by ±0.03–0.07). False-positive rate at spike 0 (tanh, layers 0–2, input ratios d0/n = 2 and
+1/2, width ratios 1/2, 1, 2; k = 6 so m = 16; n = 500: 200 seeds per cell, 3600 spectra;
+n = 1000: 60 seeds, 1080 spectra):
 
-    multiple   n = 500                      n = 1000
-    2.0        2.7 % (worst cell 6 %)       1.8 % (worst cell 4 %)
-    2.5        0.5 % (worst cell 2 %)       0.33 % (worst cell 2 %)
-    3.0        0.0 %                        0.06 %
+    margin   n = 500                       n = 1000
+    2.0      0.50 % (worst cell 2.0 %)     0.46 % (worst cell 3.3 %)
+    2.4      0.22 % (worst cell 1.5 %)     0.09 % (worst cell 1.7 %)
+    2.8      0.06 % (worst cell 0.5 %)     0.0 %
 
-With m = 20 (k = 10) the rate at 2.5 is 1.0 % (n = 500) and 0.33 % (n = 1000). Onatski's 2 is
-too loose at these n; 2.5 is used. Power at 2.5 (gmm K0, γ0 = 1/2, n = 500, threshold θ = 0.84,
-150 draws): θ = 1.0: 21 %, 1.1: 79 %, 1.2: 98 %, >= 1.3: 100 %, never more than the one true
-outlier.
+2.4 is used. Power in units of the finite-n window w_n (:func:`kernels.theory.critical_window`;
+tanh, gmm, γ = 1/2 at every layer, n = 500, 300 draws per row) at θ*(ℓ) + k·w_n(ℓ),
+k = 1, 1.5, 2, 2.5, 3, 3.5, 4 (``python -m kernels.bench.layers --window --sizes 500``, 7 min):
 
-The table was taken with r_max = m − 5 = 11. That also admitted a failure: when λ_12..λ_16
-happen to be nearly flat, δ is tiny and every eigenvalue down to λ_11 is called an outlier. It
-was seen in 1 of 4 replicates at n = 1000, layer 2 of ``studies/bbp_finite_n.toml``, and is kept
-as a regression test. Capping r_max at k = 6 removes it. On 1080 pure-noise spectra (n = 500, the
-same cells) the cap moves the rate from 0.28 % to 0.19 %, and it leaves the power in window
-units below unchanged within ±0.06. Reproduce (statistically) with
-``python -m kernels.bench.layers --detector --sizes 500 1000 --seeds 100 --spikes 0``.
+    layer 0   3 / 9 / 24 / 48 / 75 / 91 / 98 %
+    layer 1   6 / 13 / 28 / 48 / 74 / 89 / 97 %
+    layer 2   5 / 12 / 29 / 50 / 72 / 89 / 96 %
 
-In units of the finite-n window w_n (:func:`kernels.theory.critical_window`; K0, γ0 = 1/2,
-n = 500, 400 draws per row, ``python -m kernels.bench.layers --window``) the power at θ* + k·w_n
-is 2 / 8 / 20 / 40 / 65 / 83 % for k = 1, 1.5, 2, 2.5, 3, 3.5: P = 1/2 at about 2.7 w_n. No
-λ1-threshold can do much better at this false-positive rate: an oracle that knows the pure-noise
-law of λ1 needs 3.7 % false positives for 50 % power at 1 w_n, and 0.5 % at 1.5 w_n.
+so P = 1/2 at about 2.5 w_n at every layer (``studies/bbp_finite_n.toml`` measures 2.2–3.0 w_n at
+n = 250 ... 2000). No threshold on λ1 can do much better at this false-positive rate: an oracle
+that knows the pure-noise law of λ1 needs 4–6 % false positives for 50 % power at 1 w_n, and
+0.3–2 % at 1.5 w_n.
+
+An earlier rule (Onatski 2010's gap test: the last gap λ_i − λ_{i+1} above 2.5 times the local
+bulk slope) had the same false-positive rate (0.25 % on the same 3600 spectra) and less power
+(P = 1/2 at about 2.7 w_n; 82 / 80 / 79 % at 3.5 w_n): it compares an outlier with its
+neighbour, so a second outlier just above a fluctuating bulk top was often missed (the paper's
+Fig. 1, layer 1). Both rules need the cap r_max <= k: with m − 5 = 11 candidates and λ_12..λ_16
+nearly flat the bulk fit sees no slope and calls the bulk outliers (a regression test keeps the
+case, from ``studies/bbp_finite_n.toml``). Reproduce the false-positive rate (statistically)
+with ``python -m kernels.bench.layers --detector --sizes 500 1000 --seeds 100 --spikes 0``.
 
 Non-odd activations (E σ'' ≠ 0, e.g. ReLU) give every feature row a common mean
 ≈ E σ''·(s² − 1)/2 when input columns have norm s ≠ 1: a real, uninformative outlier along the
@@ -68,7 +71,7 @@ from kernels.seeding import SeedLike
 __all__ = [
     "EXTRA_EIGENVALUES",
     "FIT_POINTS",
-    "GAP_MULTIPLE",
+    "EDGE_MARGIN",
     "MATCH_MIN_CHI2",
     "LayerMeasurement",
     "detect_outliers",
@@ -78,10 +81,10 @@ __all__ = [
 ]
 
 EXTRA_EIGENVALUES = 10  # computed beyond k so the detector always sees some bulk below the outliers
-FIT_POINTS = 5  # Onatski's slope regression length
+FIT_POINTS = 5  # fewest bulk eigenvalues a fit may use (so r_max <= m − FIT_POINTS)
 EDGE_POINTS = 12  # most bulk eigenvalues used to extrapolate the edge
 EDGE_OFFSET = 0.75  # s in (t − s)^{2/3}, calibrated for an unbiased edge on pure noise
-GAP_MULTIPLE = 2.5  # δ = GAP_MULTIPLE · |slope|; FPR 0.5 % at spike 0 (module docstring)
+EDGE_MARGIN = 2.4  # outlier: λ > Ê + EDGE_MARGIN · κ̂; FPR 0.2 % at spike 0 (module docstring)
 MATCH_MIN_CHI2 = 20.0  # a matched outlier needs n⟨v, s⟩² above this to count (match_signals)
 _MAX_ROUNDS = 50
 _UNIT_TOL = 1e-6
@@ -124,7 +127,7 @@ def detect_outliers(eigvals: np.ndarray, max_outliers: int | None = None) -> tup
 
     ``eigvals``: the top m nonzero eigenvalues, descending (m >= FIT_POINTS + 1 for a result;
     fewer gives (0, NaN)). ``max_outliers``: cap on the count (:func:`measure_layer` passes k;
-    None: m − FIT_POINTS). Uses no theory: only gaps relative to the local bulk spacing.
+    None: m − FIT_POINTS). Uses no theory: only the bulk's own edge and scale.
     """
     lam = np.asarray(eigvals, dtype=np.float64)
     if lam.ndim != 1:
@@ -137,27 +140,26 @@ def detect_outliers(eigvals: np.ndarray, max_outliers: int | None = None) -> tup
     if m < FIT_POINTS + 1:
         return 0, float("nan")
     r_max = m - FIT_POINTS if max_outliers is None else max(0, min(int(max_outliers), m - FIT_POINTS))
-    if r_max == 0:
-        return 0, _edge_fit(lam, 0)
-    gaps = lam[:r_max] - lam[1 : r_max + 1]
-    j = r_max
-    r = 0
+    r = r_max
+    edge, kappa = _edge_fit(lam, r)
     for _ in range(_MAX_ROUNDS):
-        idx = np.arange(j, j + FIT_POINTS, dtype=np.float64)
-        beta, _ = _slope(idx ** (2.0 / 3.0), lam[j : j + FIT_POINTS])
-        big = np.nonzero(gaps >= GAP_MULTIPLE * abs(beta))[0]
-        r = int(big[-1]) + 1 if big.size else 0
-        if r == j:
+        r_new = int(np.count_nonzero(lam[:r_max] > edge + EDGE_MARGIN * kappa))
+        if r_new == r:
             break
-        j = r
-    return r, _edge_fit(lam, r)
+        r = r_new
+        edge, kappa = _edge_fit(lam, r)
+    return r, edge
 
 
-def _edge_fit(lam: np.ndarray, r: int) -> float:
-    """Intercept of λ_{r+t} on (t − EDGE_OFFSET)^{2/3}, t = 1..min(EDGE_POINTS, m − r)."""
+def _edge_fit(lam: np.ndarray, r: int) -> tuple[float, float]:
+    """(Ê, κ̂) of λ_{r+t} ≈ Ê − κ̂ (t − EDGE_OFFSET)^{2/3}, t = 1..min(EDGE_POINTS, m − r).
+
+    κ̂ is clipped at 0: a rising fit (never seen on real spectra) would otherwise lower the bar.
+    """
     n_edge = min(EDGE_POINTS, lam.shape[0] - r)
     t = np.arange(1, n_edge + 1, dtype=np.float64)
-    return _slope((t - EDGE_OFFSET) ** (2.0 / 3.0), lam[r : r + n_edge])[1]
+    slope, intercept = _slope((t - EDGE_OFFSET) ** (2.0 / 3.0), lam[r : r + n_edge])
+    return intercept, max(0.0, -slope)
 
 
 def match_signals(
