@@ -179,43 +179,52 @@ def run_detector(sizes: list[int], seeds: int, spikes: list[float]) -> None:
                     print("    " + "   ".join(cells[i:i + 3]))
 
 
-def run_window(n: int, draws: int, multiples: list[float]) -> None:
-    """Detection at θ* + k·w_n (K0, gmm, γ0 = 1/2) against the best any λ1 threshold can do.
+def run_window(n: int, draws: int, multiples: list[float], depth: int = 2) -> None:
+    """Detection at θ*(ℓ) + k·w_n(ℓ), layers 0..depth, against the best any λ1 threshold can do.
 
-    For each k: the median top eigenvalue with the spike, the false-positive rate of an oracle
-    that knows the pure-noise law and calls "outlier" above that median (so it has 50 % power
-    at θ* + k·w_n), and this package's detector's power there. ``draws`` spectra per row.
+    tanh, gmm input, γ = 1/2 at every layer (d0 = d_ℓ = 2n). For each layer ℓ and multiple k:
+    the median top eigenvalue of K_ℓ with the spike, the false-positive rate of an oracle that
+    knows the pure-noise law of λ1(K_ℓ) and calls "outlier" above that median (so it has 50 %
+    power at θ*(ℓ) + k·w_n(ℓ)), and this package's detector's power there. ``draws`` spectra
+    per row; the same noise and weights at every θ (common random numbers).
     """
     from kernels.backend import blas_threads, get_backend
     from kernels.data import draw_input_noise, make_input
+    from kernels.network import forward, layer_widths
     from kernels.observables import EXTRA_EIGENVALUES, detect_outliers
     from kernels.seeding import derive
     from kernels.theory import critical_spikes, critical_window
 
     be = get_backend()
     root = np.random.SeedSequence(20261203)
-    theta_c = float(critical_spikes("tanh", 2.0, [1.0])[0])
-    w = float(critical_window("tanh", 2.0, [1.0], n)[0])
+    ratios = [2.0] * depth
+    theta_c = critical_spikes("tanh", 2.0, ratios)
+    w = critical_window("tanh", 2.0, ratios, n)
+    m = 6 + EXTRA_EIGENVALUES
 
-    def spectra(theta: float) -> list[np.ndarray]:
+    def top(theta: float, layer: int) -> list[np.ndarray]:
         out = []
         for s in range(draws):
             noise = draw_input_noise(n, 2 * n, 1, derive(root, n, s), be)
-            X = make_input(noise, [theta], be).X
-            out.append(np.linalg.eigvalsh(X.T @ X)[::-1][: 6 + EXTRA_EIGENVALUES])
+            layers = forward(make_input(noise, [theta], be).X, layer_widths(n, ratios[:layer]),
+                             "tanh", derive(root, "w", n, s), be)
+            F = list(layers)[layer]
+            out.append(np.linalg.eigvalsh(F.T @ F)[::-1][:m])
         return out
 
     with blas_threads(1):
-        top_noise = np.array([lam[0] for lam in spectra(0.0)])
-        print(f"n = {n}, gamma0 = 1/2 (d0 = 2n), {draws} draws per row: theta* = {theta_c:.4f}, "
-              f"w_n = {w:.4f}")
-        print("  k    theta    median lambda1   oracle FP at 50% power   detector power")
-        for k in multiples:
-            lams = spectra(theta_c + k * w)
-            med = float(np.median([lam[0] for lam in lams]))
-            power = np.mean([detect_outliers(lam, max_outliers=6)[0] > 0 for lam in lams])
-            print(f"  {k:<4g} {theta_c + k * w:.4f}   {med:.4f}           "
-                  f"{np.mean(top_noise > med):.3f}                    {power:.3f}")
+        print(f"n = {n}, tanh, gamma = 1/2 at every layer, {draws} draws per row")
+        for layer in range(depth + 1):
+            top_noise = np.array([lam[0] for lam in top(0.0, layer)])
+            print(f"layer {layer}: theta* = {theta_c[layer]:.4f}, w_n = {w[layer]:.4f}")
+            print("  k    theta    median lambda1   oracle FP at 50% power   detector power")
+            for k in multiples:
+                theta = theta_c[layer] + k * w[layer]
+                lams = top(theta, layer)
+                med = float(np.median([lam[0] for lam in lams]))
+                power = np.mean([detect_outliers(lam, max_outliers=6)[0] > 0 for lam in lams])
+                print(f"  {k:<4g} {theta:.4f}   {med:.4f}           "
+                      f"{np.mean(top_noise > med):.3f}                    {power:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector", action="store_true")
     parser.add_argument("--window", action="store_true",
                         help="detection at theta* + k w_n vs an oracle threshold (n = --sizes[0])")
-    parser.add_argument("--draws", type=int, default=400, help="window: spectra per row")
+    parser.add_argument("--draws", type=int, default=300, help="window: spectra per row")
     parser.add_argument("--seeds", type=int, default=20, help="detector: seeds per cell")
     parser.add_argument("--spikes", type=float, nargs="+", default=[0.0, 2.0],
                         help="detector: spike strengths (0 = false-positive rate)")
@@ -233,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.gram_vs_operator:
         run_gram_vs_operator((args.sizes or [2000])[0], K_TOTAL)
     elif args.window:
-        run_window((args.sizes or [500])[0], args.draws, [1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+        run_window((args.sizes or [500])[0], args.draws, [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0])
     elif args.detector:
         run_detector(args.sizes or [500], args.seeds, args.spikes)
     else:
