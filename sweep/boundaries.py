@@ -84,18 +84,24 @@ def _crossing(x: np.ndarray, g: np.ndarray, level: float, log: bool) -> tuple[fl
     """First crossing of ``level`` by the non-decreasing ``g`` over ``x`` (any order).
 
     Returns (value, status, bracket width): status 0 crossing, -1 g > level everywhere,
-    +1 g <= level everywhere. Linear interpolation (in log x when ``log``).
+    +1 g < level everywhere. Linear interpolation (in log x when ``log``). A run of points at
+    exactly ``level`` (e.g. P = 1/2 with an even replicate count) crosses at the run's middle,
+    with the bracket from the point before the run to the point after it, halved.
     """
-    k = int(np.sum(g <= level))  # g is monotone: the points <= level form a prefix
-    if k == 0:
+    below, upto = int(np.sum(g < level)), int(np.sum(g <= level))  # prefixes: g is monotone
+    t = (lambda v: np.log(v)) if log else (lambda v: v)
+    back = (lambda v: float(np.exp(v))) if log else float
+    if upto > below:
+        mid = back((t(x[below]) + t(x[upto - 1])) / 2)
+        lo, hi = x[max(below - 1, 0)], x[min(upto, g.size - 1)]
+        return mid, 0, abs(hi - lo) / 2
+    if below == 0:
         return np.nan, -1, np.nan
-    if k == g.size:
+    if below == g.size:
         return np.nan, 1, np.nan
-    x0, x1, g0, g1 = x[k - 1], x[k], g[k - 1], g[k]
-    t = (level - g0) / (g1 - g0)
-    if log:
-        return float(np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0)))), 0, abs(x1 - x0)
-    return float(x0 + t * (x1 - x0)), 0, abs(x1 - x0)
+    x0, x1, g0, g1 = x[below - 1], x[below], g[below - 1], g[below]
+    frac = (level - g0) / (g1 - g0)
+    return back(t(x0) + frac * (t(x1) - t(x0))), 0, abs(x1 - x0)
 
 
 def _threshold_1d(x: np.ndarray, hits: np.ndarray, count: np.ndarray, level: float,

@@ -144,7 +144,7 @@ def status(store: Annotated[Path, typer.Argument(help="cube path, or the study f
 def query(
     store: Annotated[Path, typer.Argument(help="cube path, or the study file")],
     var: Annotated[list[str], typer.Option(help="variables to show (repeat)")] = ["eigval"],  # noqa: B006
-    sel: Annotated[list[str], typer.Option(help="name=value selections (repeat); floats match nearest")] = [],  # noqa: B006
+    sel: Annotated[list[str], typer.Option(help="name=value (repeat); on the grid, to 3-4 digits")] = [],  # noqa: B006
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     out: Annotated[Path | None, typer.Option(help="write to this file instead of the terminal")] = None,
 ) -> None:
@@ -252,18 +252,23 @@ def theory(
                    f"{r['alignment']:8.5f} {str(r['survives']):>8} {r['threshold']:8.5f}")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
+    ctx: typer.Context,
     what: Annotated[str, typer.Argument(help="layers | theory | training | overhead")] = "overhead",
 ) -> None:
-    """Run a benchmark script and print its figures (not a test)."""
+    """Run a benchmark script and print its figures (not a test).
+
+    Options after WHAT go to the script: `sweep bench layers --window --sizes 500`
+    (`python -m kernels.bench.layers --help` lists them).
+    """
     import runpy
 
     modules = {"layers": "kernels.bench.layers", "theory": "kernels.bench.theory",
                "training": "kernels.bench.training", "overhead": "sweep.bench_overhead"}
     if what not in modules:
         _fail(f"bench {what!r}: choose one of {sorted(modules)}")
-    sys.argv = [modules[what]]
+    sys.argv = [modules[what], *ctx.args]
     runpy.run_module(modules[what], run_name="__main__")
 
 

@@ -82,17 +82,25 @@ def is_numeric(cube: xr.Dataset, dim: str) -> bool:
     return cube[dim].dtype.kind in "iuf"
 
 
+MATCH_RTOL = 1e-3  # a typed grid value matches to 3-4 significant digits (as tables print them)
+
+
 def match_index(coord: xr.DataArray, value: Any, key: str) -> int:
-    """Index of ``value`` on ``coord`` (numeric: to 1e-9 relative), or raise listing the grid."""
+    """Index of ``value`` on ``coord``, or raise listing the grid.
+
+    Numeric: the one grid value within :data:`MATCH_RTOL` (relative) of ``value``, so 2.056
+    finds 2.0555…; never the nearest of values farther away, and never one of two close ones.
+    """
     vals = coord.values
     if vals.dtype.kind in "iuf":
         try:
             v = float(value)
         except (TypeError, ValueError):
             v = np.nan
-        idx = int(np.nanargmin(np.abs(vals - v))) if np.isfinite(v) else -1
-        if idx >= 0 and np.isclose(vals[idx], v, rtol=1e-9, atol=1e-12):
-            return idx
+        close = np.flatnonzero(np.isclose(vals, v, rtol=MATCH_RTOL, atol=1e-12)) if np.isfinite(
+            v) else []
+        if len(close) == 1:
+            return int(close[0])
     else:
         hits = [i for i, c in enumerate(vals) if str(c) == str(value)]
         if hits:

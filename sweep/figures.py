@@ -239,7 +239,7 @@ def phase_figure(prob: xr.DataArray, x: str, y: str, row: str | None, col: str |
             _apply_scale(ax, ys, "y", prob[y].attrs)
             ax.set_title(_panel_title(sel) + (" (theory not valid)" if bad.all() else ""),
                          fontsize=9)
-    handles = [Line2D([], [], color="tab:red", marker="o", ms=3, label=r"theory $\theta_c$"),
+    handles = [Line2D([], [], color="tab:red", marker="o", ms=3, label=r"theory $\theta^*$"),
                *([Patch(facecolor="tab:red", alpha=0.3, label=r"finite-$n$ window $w_n$")]
                  if window is not None else []),
                Line2D([], [], color="white", mec="black", marker="D", ls="", ms=5,

@@ -175,7 +175,7 @@ def _phase(cube: xr.Dataset, out_dir: Path, x: str, y: str, signal: Any) -> tupl
     data = prob
     if along is not None:
         data = xr.merge([prob, empirical_threshold(cube, along, signal).drop_vars(
-            "n_replicates")], compat="override", combine_attrs="drop")
+            "n_replicates")], compat="override", combine_attrs="drop_conflicts")
     scaling = None
     if along == "spike" and "n" in data.dims and data.sizes["n"] >= MIN_POINTS:
         scaling = extrapolate_threshold(data, "n")
@@ -381,6 +381,9 @@ def _curves(cube: xr.Dataset, out_dir: Path, kind: str, x: str | None, y: str | 
     data = xr.Dataset({"align_mean": align.mean("replicate", skipna=True),
                        "align_sd": align.std("replicate", skipna=True, ddof=1 if cube.sizes[
                            "replicate"] > 1 else 0)})
+    what = str(align.attrs.get("long_name", "squared alignment"))
+    data["align_mean"].attrs = {"long_name": f"replicate mean of {what}", "units": "1"}
+    data["align_sd"].attrs = {"long_name": f"replicate standard deviation of {what}", "units": "1"}
     for v, th in zip(("theory_align", "theory_align_realised"), theories, strict=False):
         data[v] = th
     valid = cube["theory_valid"] if "theory_valid" in cube else xr.ones_like(data["align_mean"])
@@ -516,7 +519,24 @@ def make_map(cube: xr.Dataset, kind: str, out_dir: Path, *, x: str | None = None
     if kind not in MAP_KINDS:
         raise ValueError(f"unknown map kind {kind!r}; valid kinds: {', '.join(MAP_KINDS)}")
     out_dir = Path(out_dir)
+    fresh = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _make_map(cube, kind, out_dir, x, y, tol, metric, select, density)
+    except Exception:
+        if fresh and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # bad input leaves nothing behind
+        raise
+
+
+def _make_map(cube: xr.Dataset, kind: str, out_dir: Path, x: str | None, y: str | None, tol: float,
+              metric: str, select: dict[str, object] | None, density: DensityFn | None
+              ) -> MapOutput:
+    needs = {"one-step-alignment": "one-step"}  # the others say which variables they miss
+    experiment = cube.attrs.get("experiment", "deep-ck")
+    if kind in needs and experiment != needs[kind]:
+        raise ValueError(f"--kind {kind} needs a {needs[kind]} cube; this one is {experiment!r} "
+                         f"(study {cube.attrs.get('study', '?')!r})")
     cube, signal = apply_select(cube, dict(select or {}))
     if kind == "breakdown" and metric not in available_metrics(cube):
         raise ValueError(f"metric={metric!r} is not available; valid metrics: "
@@ -534,7 +554,8 @@ def make_map(cube: xr.Dataset, kind: str, out_dir: Path, *, x: str | None = None
     else:
         pngs, data, table = _curves(cube, out_dir, kind, x, y, signal)
     data.attrs.update(kind=kind, signal=str(signal), select=json.dumps(select or {}, default=str),
-                      **{k: cube.attrs[k] for k in ("study", "experiment", "spec_hash")
+                      **{k: cube.attrs[k] for k in ("study", "experiment", "spec_hash",
+                                                    "spikesweep_version", "git_commit")
                          if k in cube.attrs})
     path = out_dir / f"{kind}.nc"
     _nc_safe(data).to_netcdf(path)

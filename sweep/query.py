@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import xarray as xr
+
+from sweep.cubeview import match_index
 
 __all__ = ["param", "parse_selection", "select", "table"]
 
@@ -44,7 +45,8 @@ def parse_selection(cube: xr.Dataset, items: list[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"--sel {item!r}: use name=value")
         if key not in cube.dims:
-            raise ValueError(f"--sel {key!r}: not a dimension; dimensions are {sorted(map(str, cube.dims))}")
+            raise ValueError(f"--sel {key!r}: not a dimension of this cube; valid: "
+                             f"{', '.join(map(str, cube.dims))}")
         try:
             sel[key] = _coerce(cube, key, value)
         except ValueError:
@@ -53,13 +55,12 @@ def parse_selection(cube: xr.Dataset, items: list[str]) -> dict[str, Any]:
 
 
 def select(cube: xr.Dataset, sel: dict[str, Any]) -> xr.Dataset:
-    """``cube.sel`` with nearest matching for float coordinates (exact for the others)."""
-    exact = {k: v for k, v in sel.items() if np.asarray(cube[k].values).dtype.kind != "f"}
-    near = {k: v for k, v in sel.items() if k not in exact}
-    out = cube.sel(exact) if exact else cube
-    if near:
-        out = out.sel(near, method="nearest")
-    return out
+    """``cube.sel`` by grid value; a value not on the grid raises, listing the grid.
+
+    Numbers match to :data:`~sweep.cubeview.MATCH_RTOL`, so a value copied from a printed table
+    works.
+    """
+    return cube.isel({k: match_index(cube[k], v, k) for k, v in sel.items()})
 
 
 def table(cube: xr.Dataset, variables: list[str], sel: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -202,3 +202,27 @@ def test_extra_outliers_counts_only_outliers_no_signal_claims() -> None:
                               fixed={"n": 200})
     with pytest.raises(ValueError, match="deep-ck"):
         extra_outliers(one_step)  # one-step 'detected' is n_outliers >= 1, nothing is matched
+
+
+def test_a_run_at_exactly_one_half_crosses_at_its_middle() -> None:
+    # Two replicates: P = 1/2 on a run of grid points is the crossing itself, not its right end.
+    from sweep.boundaries import _crossing
+
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert _crossing(x, np.array([0, 0, 0.5, 0.5, 0.5, 1]), 0.5, False) == (4.0, 0, 2.0)
+    assert _crossing(x, np.array([0, 0, 0, 0.5, 1, 1]), 0.5, False) == (4.0, 0, 1.0)
+    # P reaches 1/2 at the last point: found there, not "beyond the grid"
+    assert _crossing(x, np.array([0, 0, 0, 0, 0, 0.5]), 0.5, False)[:2] == (6.0, 0)
+    value, status, _ = _crossing(np.array([1.0, 2.0, 4.0]), np.array([0, 0.5, 0.5]), 0.5, True)
+    assert status == 0 and value == pytest.approx(np.sqrt(8.0))  # geometric middle of 2 and 4
+    assert _crossing(x, np.array([0, 0, 0.2, 0.4, 0.8, 1]), 0.5, False)[:2] == (
+        pytest.approx(4.25), 0)  # between 0.4 and 0.8, as before
+    # through empirical_threshold: replicates split 1/1 at θ = 1.0, 1.1, 1.2, none below, all above
+    cube = synthetic_cube({"spike": SPIKES[:12]}, replicates=2, smear=0.0, layers=(0,))
+    det = cube["detected"].values  # (spike, replicate, layer, signal)
+    det[:] = 0
+    det[5:8, 0] = 1
+    det[8:] = 1
+    th = empirical_threshold(cube.assign(detected=(cube["detected"].dims, det)))
+    assert float(th["threshold"].squeeze()) == pytest.approx(1.1)
+    assert int(th["threshold_status"].squeeze()) == 0

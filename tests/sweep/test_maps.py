@@ -127,6 +127,13 @@ def test_bad_names_list_the_valid_ones(small_deep: xr.Dataset, tmp_path: Path) -
     no_hist = small_deep.drop_vars(["hist", "bin_lo", "bin_hi"])
     with pytest.raises(ValueError, match="histogram_bins > 0"):
         make_map(no_hist, "spectrum", tmp_path)
+    with pytest.raises(ValueError, match="one-step-alignment needs a one-step cube; this one is "
+                                         "'deep-ck'"):
+        make_map(small_deep, "one-step-alignment", tmp_path)
+    # bad input leaves no output folder behind (an existing one is kept)
+    with pytest.raises(ValueError, match="valid axes"):
+        make_map(small_deep, "phase", tmp_path / "new", x="widht")
+    assert not (tmp_path / "new").exists() and tmp_path.exists()
     with pytest.raises(ValueError, match="must be a numeric study axis"):
         empirical_threshold(small_deep, along="activation")
     with pytest.raises(ValueError, match="valid: spike, width_ratio"):

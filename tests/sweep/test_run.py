@@ -127,3 +127,10 @@ def test_embedded_ray_is_loopback_even_if_ray_was_imported_first(tmp_path: Path)
                          timeout=180, env=env)
     assert out.returncode == 0, out.stderr
     assert "ip 127.0.0.1" in out.stdout
+
+
+def test_cli_bench_passes_options_to_the_script(tmp_path: Path) -> None:
+    out = _cli("bench", "layers", "--detector", "--sizes", "100", "--seeds", "1", "--spikes", "0",
+               cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "n = 100, 1 seeds per cell" in out.stdout and "false-positive rate" in out.stdout
