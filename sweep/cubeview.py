@@ -88,8 +88,9 @@ MATCH_RTOL = 1e-3  # a typed grid value matches to 3-4 significant digits (as ta
 def match_index(coord: xr.DataArray, value: Any, key: str) -> int:
     """Index of ``value`` on ``coord``, or raise listing the grid.
 
-    Numeric: the one grid value within :data:`MATCH_RTOL` (relative) of ``value``, so 2.056
-    finds 2.0555…; never the nearest of values farther away, and never one of two close ones.
+    Integers match exactly. Floats: the value itself (to 1e-9), else the one grid value within
+    :data:`MATCH_RTOL` of it, so 2.056 finds 2.0555…; never the nearest of values farther away,
+    and never one of two close ones.
     """
     vals = coord.values
     if vals.dtype.kind in "iuf":
@@ -97,10 +98,11 @@ def match_index(coord: xr.DataArray, value: Any, key: str) -> int:
             v = float(value)
         except (TypeError, ValueError):
             v = np.nan
-        close = np.flatnonzero(np.isclose(vals, v, rtol=MATCH_RTOL, atol=1e-12)) if np.isfinite(
-            v) else []
-        if len(close) == 1:
-            return int(close[0])
+        for rtol in ((0.0,) if vals.dtype.kind in "iu" else (1e-9, MATCH_RTOL)):
+            close = np.flatnonzero(np.isclose(vals, v, rtol=rtol, atol=1e-12)) if np.isfinite(
+                v) else []
+            if len(close) == 1:
+                return int(close[0])
     else:
         hits = [i for i, c in enumerate(vals) if str(c) == str(value)]
         if hits:

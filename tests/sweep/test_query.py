@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from sweep.query import parse_selection, table
 from tests.sweep.synthetic_cube import synthetic_cube
@@ -26,11 +27,21 @@ def test_a_value_typed_from_a_table_finds_its_grid_point() -> None:
     ("spike=99", "spike=99.0 is not on the grid; valid values: 0.5, 0.7222"),
     ("spike=0.75", "spike=0.75 is not on the grid"),  # between grid points: no nearest guess
     ("n=250", "n=250 is not on the grid; valid values: 150, 200"),
+    ("n=200.1", "--sel n='200.1': not a valid int64 value"),  # integers match exactly
 ])
 def test_a_value_off_the_grid_is_refused_listing_the_grid(item: str, message: str) -> None:
     cube = _cube()
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         table(cube, ["eigval"], parse_selection(cube, [item]))
+
+
+def test_an_exact_value_wins_over_close_neighbours() -> None:
+    from sweep.cubeview import match_index
+
+    grid = xr.DataArray([1.0, 1.0004, 2.0], dims="spike")  # closer than MATCH_RTOL
+    assert match_index(grid, 1.0004, "spike") == 1 and match_index(grid, 2.0005, "spike") == 2
+    with pytest.raises(ValueError, match="not on the grid"):
+        match_index(grid, 1.0002, "spike")  # two candidates: refuse rather than guess
 
 
 def test_a_bad_name_lists_the_dimensions() -> None:
